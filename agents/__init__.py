@@ -1,0 +1,5 @@
+"""Agents and policies for the edgegen envs."""
+
+from agents.oracle import OraclePolicy
+
+__all__ = ["OraclePolicy"]

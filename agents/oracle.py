@@ -1,0 +1,46 @@
+"""The envs' analytic oracles as policies with the stable-baselines3 ``predict`` interface."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+__all__ = ["OraclePolicy"]
+
+
+class OraclePolicy:
+    """Act with the oracle of the env it is bound to (``env.unwrapped.oracle_action()``).
+
+    The oracle reads the env's full state (channels, demands), not the observation, so the policy
+    must be bound to the very env (or vector env) that produced the observation it is asked about.
+
+    Args:
+        env: a Gymnasium env, a ``gymnasium.vector.VectorEnv`` or a stable-baselines3 ``VecEnv``
+            whose underlying envs define ``oracle_action()``.
+    """
+
+    def __init__(self, env: Any) -> None:
+        self.env = env
+        if hasattr(env, "env_method"):  # stable-baselines3 VecEnv
+            self._act = lambda: np.stack(env.env_method("oracle_action"))
+        elif isinstance(env, gym.vector.VectorEnv):
+            self._act = lambda: np.stack(env.call("oracle_action"))
+        elif hasattr(env, "unwrapped") and hasattr(env.unwrapped, "oracle_action"):
+            self._act = env.unwrapped.oracle_action
+        else:
+            raise ValueError(
+                f"{type(env).__name__} has no oracle: OraclePolicy needs an env whose unwrapped env "
+                "defines oracle_action() (every edgegen env does)"
+            )
+
+    def predict(
+        self,
+        observation: Any,
+        state: Any = None,
+        episode_start: Any = None,
+        deterministic: bool = True,
+    ) -> tuple[np.ndarray, None]:
+        """Return ``(action, None)`` like a stable-baselines3 policy; the observation is not used."""
+        return self._act(), None

@@ -1,0 +1,18 @@
+"""edgegen-gym environments. Importing this package registers every ``edgegen/...`` id.
+
+>>> import gymnasium as gym, envs
+>>> sorted(i for i in gym.registry if i.startswith("edgegen/"))
+['edgegen/FedDiffusion-v0']
+"""
+
+from gymnasium.envs.registration import register
+
+from envs.cmdp import CostSpec
+
+__all__ = ["CostSpec"]
+
+register(
+    id="edgegen/FedDiffusion-v0",
+    entry_point="envs.fed_diffusion.env:FedDiffusionEnv",
+    max_episode_steps=50,
+)

@@ -1,0 +1,1 @@
+"""The real models the envs stand on: FLOP counts of large architectures and small live backends."""

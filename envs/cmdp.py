@@ -1,0 +1,233 @@
+"""The cost contract of every edgegen env, and adapters for constrained-RL codebases.
+
+Each env declares ``env.unwrapped.cost_spec``: names, units and per-step average limits. Every
+``step`` puts ``info["costs"]`` (float64, raw units, in ``cost_spec`` order) and ``info["cost"]``
+(the scalar ``max_i costs[i] / limits[i]``, so a one-constraint agent uses a per-step budget of 1).
+``reset`` puts zero costs, so vector envs stay aligned in every autoreset mode.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+from numpy.typing import ArrayLike
+
+__all__ = [
+    "CostSpec",
+    "RecordEpisodeCostStatistics",
+    "SafetyGymnasiumAdapter",
+    "SingleCostWrapper",
+    "cost_info",
+    "get_cost_spec",
+    "zero_cost_info",
+]
+
+
+@dataclass(frozen=True)
+class CostSpec:
+    """Names, units and per-step average limits of an env's constraint costs.
+
+    Args:
+        names: one name per cost, e.g. ``("latency_s", "energy_j")``.
+        units: SI unit of each cost, e.g. ``("s", "J")``.
+        limits: per-step average limit of each cost (> 0), in its unit.
+    """
+
+    names: tuple[str, ...]
+    units: tuple[str, ...]
+    limits: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", tuple(self.names))
+        object.__setattr__(self, "units", tuple(self.units))
+        object.__setattr__(self, "limits", tuple(float(x) for x in self.limits))
+        if not self.names:
+            raise ValueError("CostSpec.names must name at least one cost")
+        if len(set(self.names)) != len(self.names):
+            raise ValueError(f"CostSpec.names must be unique, got {self.names}")
+        if not len(self.names) == len(self.units) == len(self.limits):
+            raise ValueError(
+                "CostSpec.names, units and limits must have the same length, got "
+                f"{len(self.names)}, {len(self.units)} and {len(self.limits)}"
+            )
+        for name, limit in zip(self.names, self.limits, strict=True):
+            if not np.isfinite(limit) or limit <= 0:
+                raise ValueError(f"CostSpec limit of {name!r} must be finite and > 0, got {limit}")
+
+    @property
+    def num_costs(self) -> int:
+        """Number of constraints."""
+        return len(self.names)
+
+    @property
+    def limits_array(self) -> np.ndarray:
+        """Limits as a float64 array."""
+        return np.asarray(self.limits, dtype=np.float64)
+
+    def index(self, name: str) -> int:
+        """Position of the cost called ``name``."""
+        if name not in self.names:
+            raise ValueError(f"unknown cost {name!r}; this env's costs are {list(self.names)}")
+        return self.names.index(name)
+
+    def with_limits(self, limits: ArrayLike | dict[str, float]) -> CostSpec:
+        """A copy with new limits, given in order or as ``{name: limit}`` (others unchanged)."""
+        if isinstance(limits, dict):
+            new = list(self.limits)
+            for name, value in limits.items():
+                new[self.index(name)] = float(value)
+            return CostSpec(self.names, self.units, tuple(new))
+        values = np.asarray(limits, dtype=np.float64).reshape(-1)
+        if values.size != self.num_costs:
+            raise ValueError(f"expected {self.num_costs} limits for {self.names}, got {values.size}")
+        return CostSpec(self.names, self.units, tuple(values.tolist()))
+
+
+def cost_info(costs: np.ndarray, inv_limits: np.ndarray) -> dict[str, Any]:
+    """The two cost entries of a step's info: raw ``costs`` and the scalar ``max_i costs_i/limit_i``.
+
+    ``inv_limits`` is ``1 / limits`` (precomputed by the env: this runs on the hot path).
+    """
+    return {"costs": costs, "cost": float(np.max(costs * inv_limits))}
+
+
+def zero_cost_info(spec: CostSpec) -> dict[str, Any]:
+    """The cost entries that ``reset`` returns: zero costs, so vector envs stay aligned."""
+    return {"costs": np.zeros(spec.num_costs, dtype=np.float64), "cost": 0.0}
+
+
+def get_cost_spec(env: Any) -> CostSpec:
+    """Find the ``cost_spec`` of a Gymnasium env (through wrappers) or of a vector env."""
+    for getter in (
+        lambda e: e.get_wrapper_attr("cost_spec"),  # gymnasium.Env and wrappers
+        lambda e: e.get_attr("cost_spec")[0],  # SB3 VecEnv and gymnasium.vector.VectorEnv
+        lambda e: e.unwrapped.cost_spec,
+    ):
+        try:
+            spec = getter(env)
+        except (AttributeError, IndexError, TypeError):
+            continue
+        if isinstance(spec, CostSpec):
+            return spec
+    raise ValueError(
+        f"{type(env).__name__} declares no cost_spec: edgegen agents need an env whose "
+        "unwrapped env has a `cost_spec` (see envs.cmdp.CostSpec) and puts `costs` in info"
+    )
+
+
+class SingleCostWrapper(gym.Wrapper):
+    """Reduce a multi-cost env to one constraint, for agents that handle a single cost.
+
+    With ``cost=None`` the single cost is the normalised ``info["cost"] = max_i c_i / limit_i`` with
+    limit 1 (meeting it meets every constraint); with a name it is that raw cost and its own limit.
+    ``info["costs"]`` is replaced by the one-entry array and ``cost_spec`` describes it.
+
+    Args:
+        env: an edgegen env (or any env with ``cost_spec`` and ``info["costs"]``).
+        cost: name of the cost to keep, or ``None`` for the normalised maximum.
+    """
+
+    def __init__(self, env: gym.Env, cost: str | None = None) -> None:
+        super().__init__(env)
+        inner = get_cost_spec(env)
+        if cost is None:
+            self._index = None
+            self.cost_spec = CostSpec(("max_cost_ratio",), ("1",), (1.0,))
+        else:
+            self._index = inner.index(cost)
+            self.cost_spec = CostSpec((cost,), (inner.units[self._index],), (inner.limits[self._index],))
+
+    def _rewrite(self, info: dict[str, Any]) -> dict[str, Any]:
+        info = dict(info)
+        info["costs_all"] = info["costs"]
+        value = info["cost"] if self._index is None else float(info["costs"][self._index])
+        info["costs"] = np.array([value], dtype=np.float64)
+        info["cost"] = value / self.cost_spec.limits[0]
+        return info
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        """Reset the inner env; the one cost is zero."""
+        obs, info = self.env.reset(**kwargs)
+        return obs, self._rewrite(info)
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Step the inner env and keep only the selected cost."""
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, reward, terminated, truncated, self._rewrite(info)
+
+
+class SafetyGymnasiumAdapter(gym.Wrapper):
+    """Safety-Gymnasium step API: ``step`` returns ``(obs, reward, cost, terminated, truncated, info)``.
+
+    ``cost`` is ``info["cost"]`` (the normalised maximum, budget 1 per step) by default, or the raw
+    value of the named cost. Loops written for Safety-Gymnasium / OmniSafe consume it directly.
+
+    Args:
+        env: an edgegen env.
+        cost: name of a raw cost to return, or ``None`` for the normalised maximum.
+    """
+
+    def __init__(self, env: gym.Env, cost: str | None = None) -> None:
+        super().__init__(env)
+        spec = get_cost_spec(env)
+        self._index = None if cost is None else spec.index(cost)
+
+    def step(self, action: Any) -> tuple[Any, float, float, bool, bool, dict[str, Any]]:  # type: ignore[override]
+        """Step the inner env and lift the cost out of info."""
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        cost = info["cost"] if self._index is None else float(info["costs"][self._index])
+        return obs, float(reward), float(cost), terminated, truncated, info
+
+
+class RecordEpisodeCostStatistics(gym.Wrapper):
+    """Episode sums of every cost, as ``RecordEpisodeStatistics`` does for the reward.
+
+    At the end of an episode ``info["episode_cost"]`` holds ``{"sum": per-cost sums (float64),
+    "mean": per-cost averages per step, "violation": whether any average exceeds its limit}``;
+    ``cost_queue`` keeps the last ``buffer_length`` per-cost sums.
+
+    Args:
+        env: an env with ``cost_spec`` and ``info["costs"]``.
+        buffer_length: how many finished episodes ``cost_queue`` keeps.
+    """
+
+    def __init__(self, env: gym.Env, buffer_length: int = 100) -> None:
+        super().__init__(env)
+        if buffer_length < 1:
+            raise ValueError(f"buffer_length must be >= 1, got {buffer_length}")
+        self._limits = get_cost_spec(env).limits_array
+        self._sums = np.zeros_like(self._limits)
+        self._length = 0
+        self._start = time.perf_counter()
+        self.cost_queue: deque[np.ndarray] = deque(maxlen=buffer_length)
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        """Reset the inner env and the running sums."""
+        obs, info = self.env.reset(**kwargs)
+        self._sums = np.zeros_like(self._limits)
+        self._length = 0
+        self._start = time.perf_counter()
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Step the inner env and add this step's costs to the episode sums."""
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._sums = self._sums + np.asarray(info["costs"], dtype=np.float64)
+        self._length += 1
+        if terminated or truncated:
+            mean = self._sums / self._length
+            info = dict(info)
+            info["episode_cost"] = {
+                "sum": self._sums.copy(),
+                "mean": mean,
+                "violation": bool(np.any(mean > self._limits)),
+                "l": self._length,
+                "t": round(time.perf_counter() - self._start, 6),
+            }
+            self.cost_queue.append(self._sums.copy())
+        return obs, reward, terminated, truncated, info

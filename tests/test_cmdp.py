@@ -1,0 +1,78 @@
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import envs  # noqa: F401
+from envs.cmdp import (
+    CostSpec,
+    RecordEpisodeCostStatistics,
+    SafetyGymnasiumAdapter,
+    SingleCostWrapper,
+    get_cost_spec,
+)
+
+
+def _env(**kwargs):
+    return gym.make("edgegen/FedDiffusion-v0", num_rounds=5, max_episode_steps=5, **kwargs)
+
+
+def test_cost_spec_validation():
+    spec = CostSpec(("latency_s", "energy_j"), ("s", "J"), (4.0, 900.0))
+    assert spec.index("energy_j") == 1
+    assert spec.with_limits({"energy_j": 10.0}).limits == (4.0, 10.0)
+    with pytest.raises(ValueError, match="limit of 'a' must be finite and > 0"):
+        CostSpec(("a",), ("s",), (0.0,))
+    with pytest.raises(ValueError, match="same length"):
+        CostSpec(("a", "b"), ("s",), (1.0, 1.0))
+    with pytest.raises(ValueError, match="unknown cost 'x'"):
+        spec.index("x")
+
+
+def test_reset_returns_zero_costs_and_step_the_normalised_max():
+    env = _env()
+    _, info = env.reset(seed=0)
+    assert info["cost"] == 0.0 and info["costs"].tolist() == [0.0]
+    # an extreme action makes devices late: cost = miss fraction / limit
+    _, _, _, _, info = env.step(np.full(10, -1.0, dtype=np.float32))
+    assert info["costs"].dtype == np.float64
+    assert info["cost"] == pytest.approx(info["costs"][0] / 0.05)
+    assert info["costs"][0] == pytest.approx(np.mean(info["late"]))
+
+
+def test_single_cost_and_safety_gymnasium_adapters():
+    single = SingleCostWrapper(_env(), cost="deadline_miss_fraction")
+    assert get_cost_spec(single).limits == (0.05,)
+    single.reset(seed=1)
+    _, _, _, _, info = single.step(np.full(10, -1.0, dtype=np.float32))
+    assert info["cost"] == pytest.approx(info["costs"][0] / 0.05)
+
+    normalised = SingleCostWrapper(_env())
+    assert get_cost_spec(normalised).names == ("max_cost_ratio",)
+
+    safe = SafetyGymnasiumAdapter(_env())
+    safe.reset(seed=1)
+    out = safe.step(np.full(10, -1.0, dtype=np.float32))
+    assert len(out) == 6
+    assert out[2] == pytest.approx(out[5]["cost"]) and out[2] > 0
+
+
+def test_episode_cost_statistics_sum_the_steps():
+    env = RecordEpisodeCostStatistics(_env())
+    env.reset(seed=3)
+    rng = np.random.default_rng(0)
+    total, done, info = np.zeros(1), False, {}
+    while not done:
+        _, _, terminated, truncated, info = env.step(rng.uniform(-1, 1, 10).astype(np.float32))
+        total += info["costs"]
+        done = terminated or truncated
+    np.testing.assert_allclose(info["episode_cost"]["sum"], total)
+    np.testing.assert_allclose(info["episode_cost"]["mean"], total / 5)
+    assert info["episode_cost"]["violation"] == bool(total[0] / 5 > 0.05)
+    assert len(env.cost_queue) == 1
+
+
+def test_get_cost_spec_through_vector_envs_and_errors():
+    vec = gym.make_vec("edgegen/FedDiffusion-v0", num_envs=2, vectorization_mode="sync")
+    assert get_cost_spec(vec).names == ("deadline_miss_fraction",)
+    with pytest.raises(ValueError, match="declares no cost_spec"):
+        get_cost_spec(gym.make("CartPole-v1"))
