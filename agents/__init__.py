@@ -1,5 +1,14 @@
-"""Agents and policies for the edgegen envs."""
+"""Agents and policies for the edgegen envs (stable-baselines3 interface: learn, predict, save, load)."""
 
-from agents.oracle import OraclePolicy
+from agents.evaluation import EvaluationResult, evaluate_policy_with_cost
+from agents.oracle import BaselinePolicy, OraclePolicy, RandomPolicy
+from agents.ppo_lagrangian import PPOLagrangian
 
-__all__ = ["OraclePolicy"]
+__all__ = [
+    "BaselinePolicy",
+    "EvaluationResult",
+    "OraclePolicy",
+    "PPOLagrangian",
+    "RandomPolicy",
+    "evaluate_policy_with_cost",
+]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-__all__ = ["OraclePolicy"]
+__all__ = ["BaselinePolicy", "OraclePolicy", "RandomPolicy"]
 
 
 class OraclePolicy:
@@ -44,3 +45,45 @@ class OraclePolicy:
     ) -> tuple[np.ndarray, None]:
         """Return ``(action, None)`` like a stable-baselines3 policy; the observation is not used."""
         return self._act(), None
+
+
+class BaselinePolicy:
+    """Act with one of the env's named heuristics (``env.unwrapped.baseline_action(name)``).
+
+    Args:
+        env: a Gymnasium env whose unwrapped env lists ``name`` in ``baseline_names``.
+        name: the baseline, e.g. ``"equal_split"`` on FedDiffusion-v0.
+    """
+
+    def __init__(self, env: gym.Env, name: str) -> None:
+        names = getattr(env.unwrapped, "baseline_names", ())
+        if name not in names:
+            raise ValueError(
+                f"{env.unwrapped.__class__.__name__} has no baseline {name!r}; it has {list(names)}"
+            )
+        self.env, self.name = env, name
+
+    def predict(
+        self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True
+    ) -> tuple[np.ndarray, None]:
+        """Return ``(action, None)``; the observation is not used."""
+        return self.env.unwrapped.baseline_action(self.name), None
+
+
+class RandomPolicy:
+    """Uniformly random actions from an action space, seeded.
+
+    Args:
+        action_space: the space to sample.
+        seed: seed of the sampler.
+    """
+
+    def __init__(self, action_space: gym.Space, seed: int | None = 0) -> None:
+        self.action_space = copy.deepcopy(action_space)  # seeding must not touch the env's space
+        self.action_space.seed(seed)
+
+    def predict(
+        self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True
+    ) -> tuple[np.ndarray, None]:
+        """Return ``(random action, None)``."""
+        return self.action_space.sample(), None

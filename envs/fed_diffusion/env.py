@@ -117,6 +117,8 @@ class FedDiffusionEnv(gym.Env):
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
+    baseline_names: ClassVar[tuple[str, ...]] = ("equal_split",)
+    """Named heuristic policies of :meth:`baseline_action` (besides the oracle and random)."""
 
     def __init__(
         self,
@@ -296,6 +298,12 @@ class FedDiffusionEnv(gym.Env):
     def equal_split_action(self) -> np.ndarray:
         """Baseline: half of the budget to computation, half to upload, for every device."""
         return np.zeros(self.action_space.shape, dtype=np.float32)
+
+    def baseline_action(self, name: str) -> np.ndarray:
+        """The action of the named baseline (one of ``baseline_names``) in the current state."""
+        if name == "equal_split":
+            return self.equal_split_action()
+        raise ValueError(f"unknown FedDiffusion-v0 baseline {name!r}; choose one of {self.baseline_names}")
 
     def round_problem(self) -> RoundProblem:
         """The physical data of the current round (for solvers and analysis)."""

@@ -1,0 +1,359 @@
+"""PPO-Lagrangian and PID-Lagrangian: stable-baselines3 PPO with one cost critic per constraint.
+
+The policy maximises the Lagrangian surrogate with the combined, normalised advantage
+``(A_r - sum_i lambda_i A_ci) / (1 + sum_i lambda_i)`` (the rescaling of Stooke et al. 2020, Alg. 1)
+inside PPO's clipped objective. The multipliers are updated once per rollout from the finished
+episodes' average cost per step against each per-step limit, on the normalised error
+``e_i = J_ci / d_i - 1`` (so one learning rate fits costs in seconds and in joules):
+
+- ``lagrangian="gradient"``: projected gradient ascent ``lambda_i <- max(0, lambda_i + lr e_i)``;
+- ``lagrangian="pid"``: PID-Lagrangian (Stooke, Achiam, Abbeel, ICML 2020):
+  ``I_i <- max(0, I_i + e_i)`` (anti-windup), ``D_i = max(0, J_ci - J_ci,prev) / d_i`` (only a rising
+  cost), ``lambda_i = max(0, K_P e_i + K_I I_i + K_D D_i)``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal, TypeVar
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.utils import explained_variance, obs_as_tensor
+from stable_baselines3.common.vec_env import VecEnv
+from torch.nn import functional as F
+
+from agents.cost_buffer import CostRolloutBuffer
+from agents.cost_policy import CostActorCriticPolicy
+from envs.cmdp import CostSpec, get_cost_spec
+
+__all__ = ["PPOLagrangian"]
+
+SelfPPOLagrangian = TypeVar("SelfPPOLagrangian", bound="PPOLagrangian")
+
+
+class PPOLagrangian(PPO):
+    """PPO with Lagrange multipliers on per-step average cost constraints.
+
+    Args:
+        policy: ``"MlpPolicy"`` (a :class:`CostActorCriticPolicy`) or a subclass of it.
+        env: the environment (Gymnasium env, id or SB3 VecEnv) whose steps put ``info["costs"]``.
+        lagrangian: ``"gradient"`` (projected gradient ascent) or ``"pid"`` (PID-Lagrangian).
+        cost_limits: per-step average limit of each cost; default ``env.unwrapped.cost_spec.limits``.
+        lambda_init: initial value of every multiplier (>= 0).
+        lambda_lr: step size of the gradient variant on the normalised error.
+        pid_kp: proportional gain of the PID variant.
+        pid_ki: integral gain of the PID variant.
+        pid_kd: derivative gain of the PID variant.
+        lambda_max: cap of every multiplier.
+        cost_gamma: discount of the costs (default: ``gamma``).
+        cost_gae_lambda: GAE lambda of the costs (default: ``gae_lambda``).
+        cost_vf_coef: weight of the cost value losses.
+        **kwargs: any argument of stable-baselines3's ``PPO`` (``n_steps``, ``learning_rate``, ...).
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": CostActorCriticPolicy}
+    rollout_buffer: CostRolloutBuffer
+    policy: CostActorCriticPolicy
+
+    def __init__(
+        self,
+        policy: str | type[CostActorCriticPolicy] = "MlpPolicy",
+        env: gym.Env | VecEnv | str | None = None,
+        lagrangian: Literal["gradient", "pid"] = "gradient",
+        cost_limits: Sequence[float] | None = None,
+        lambda_init: float = 0.0,
+        lambda_lr: float = 0.1,
+        pid_kp: float = 1.0,
+        pid_ki: float = 0.1,
+        pid_kd: float = 0.5,
+        lambda_max: float = 100.0,
+        cost_gamma: float | None = None,
+        cost_gae_lambda: float | None = None,
+        cost_vf_coef: float = 0.5,
+        **kwargs: Any,
+    ) -> None:
+        if lagrangian not in ("gradient", "pid"):
+            raise ValueError(f"lagrangian must be 'gradient' or 'pid', got {lagrangian!r}")
+        for name, value in (
+            ("lambda_init", lambda_init),
+            ("lambda_lr", lambda_lr),
+            ("pid_kp", pid_kp),
+            ("pid_ki", pid_ki),
+            ("pid_kd", pid_kd),
+            ("cost_vf_coef", cost_vf_coef),
+        ):
+            if not value >= 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
+        if not lambda_max > 0:
+            raise ValueError(f"lambda_max must be > 0, got {lambda_max}")
+        if isinstance(env, str):
+            env = gym.make(env)
+        self.lagrangian = lagrangian
+        self.lambda_lr, self.lambda_max = lambda_lr, lambda_max
+        self.pid_kp, self.pid_ki, self.pid_kd = pid_kp, pid_ki, pid_kd
+        self.cost_vf_coef = cost_vf_coef
+        # SB3's load() calls the constructor without env and restores these attributes afterwards.
+        self.cost_spec: CostSpec | None = None
+        if env is not None:
+            spec = get_cost_spec(env)
+            self.cost_spec = spec if cost_limits is None else spec.with_limits(cost_limits)
+            n_costs = self.cost_spec.num_costs
+            self.lambdas = np.full(n_costs, float(lambda_init))
+            self._pid_integral = np.zeros(n_costs)
+            self._previous_cost = np.full(n_costs, np.nan)
+            policy_kwargs = {**(kwargs.pop("policy_kwargs", None) or {}), "n_costs": n_costs}
+            buffer_kwargs = {
+                **(kwargs.pop("rollout_buffer_kwargs", None) or {}),
+                "n_costs": n_costs,
+                "cost_gamma": cost_gamma,
+                "cost_gae_lambda": cost_gae_lambda,
+                "seed": kwargs.get("seed"),
+            }
+            kwargs.update(
+                policy_kwargs=policy_kwargs,
+                rollout_buffer_class=CostRolloutBuffer,
+                rollout_buffer_kwargs=buffer_kwargs,
+            )
+        elif cost_limits is not None:
+            raise ValueError("cost_limits needs an env (its cost_spec names the costs)")
+        super().__init__(policy, env, **kwargs)  # type: ignore[arg-type]
+
+    def _setup_model(self) -> None:
+        super()._setup_model()
+        self.ep_cost_buffer: deque[np.ndarray] = deque(maxlen=self._stats_window_size)
+        self._finished_costs: list[np.ndarray] = []  # per-step average cost of episodes in this rollout
+        self._ep_cost_sums = np.zeros((self.n_envs, self.cost_spec.num_costs))
+        self._ep_lengths = np.zeros(self.n_envs, dtype=np.int64)
+
+    # ---------------------------------------------------------------------------------------------
+    # Rollouts: SB3's loop, plus costs (bootstrapped at time-limit truncation like the reward).
+    # ---------------------------------------------------------------------------------------------
+    def collect_rollouts(
+        self,
+        env: VecEnv,
+        callback: BaseCallback,
+        rollout_buffer: CostRolloutBuffer,  # type: ignore[override]
+        n_rollout_steps: int,
+    ) -> bool:
+        """Collect ``n_rollout_steps`` per env into the buffer, with costs from ``info["costs"]``."""
+        if self._last_obs is None:
+            raise RuntimeError("PPOLagrangian.collect_rollouts needs a reset env; call learn()")
+        self.policy.set_training_mode(False)
+        rollout_buffer.reset()
+        self._finished_costs = []
+        n_costs = self.cost_spec.num_costs
+        callback.on_rollout_start()
+
+        for _ in range(n_rollout_steps):
+            with th.no_grad():
+                obs_tensor = obs_as_tensor(self._last_obs, self.device)
+                actions, values, log_probs = self.policy(obs_tensor)
+                cost_values = self.policy.predict_cost_values(obs_tensor)
+            actions = actions.cpu().numpy()
+            clipped_actions = actions
+            if isinstance(self.action_space, spaces.Box):
+                clipped_actions = np.clip(actions, self.action_space.low, self.action_space.high)
+
+            new_obs, rewards, dones, infos = env.step(clipped_actions)
+            self.num_timesteps += env.num_envs
+            callback.update_locals(locals())
+            if not callback.on_step():
+                return False
+            self._update_info_buffer(infos, dones)
+            costs = _costs_from_infos(infos, n_costs)
+            self._track_episode_costs(costs, dones)
+
+            if isinstance(self.action_space, spaces.Discrete):
+                actions = actions.reshape(-1, 1)
+            # Time-limit truncation: bootstrap reward and costs from the terminal observation.
+            for idx, done in enumerate(dones):
+                terminal_obs = infos[idx].get("terminal_observation")
+                if done and terminal_obs is not None and infos[idx].get("TimeLimit.truncated", False):
+                    terminal_tensor = self.policy.obs_to_tensor(terminal_obs)[0]
+                    with th.no_grad():
+                        rewards[idx] += self.gamma * self.policy.predict_values(terminal_tensor)[0].item()
+                        terminal_cost = self.policy.predict_cost_values(terminal_tensor)[0].cpu().numpy()
+                    costs[idx] += rollout_buffer.cost_gamma * terminal_cost
+
+            rollout_buffer.add_costs(costs, cost_values)
+            rollout_buffer.add(self._last_obs, actions, rewards, self._last_episode_starts, values, log_probs)
+            self._last_obs = new_obs
+            self._last_episode_starts = dones
+
+        with th.no_grad():
+            last_tensor = obs_as_tensor(new_obs, self.device)
+            last_values = self.policy.predict_values(last_tensor)
+            last_cost_values = self.policy.predict_cost_values(last_tensor)
+        rollout_buffer.compute_returns_and_advantage(last_values=last_values, dones=dones)
+        rollout_buffer.compute_cost_returns_and_advantage(last_cost_values, dones)
+        callback.update_locals(locals())
+        callback.on_rollout_end()
+        return True
+
+    def _track_episode_costs(self, costs: np.ndarray, dones: np.ndarray) -> None:
+        self._ep_cost_sums += costs
+        self._ep_lengths += 1
+        for idx in np.flatnonzero(dones):
+            self.ep_cost_buffer.append(self._ep_cost_sums[idx].copy())
+            self._finished_costs.append(self._ep_cost_sums[idx] / self._ep_lengths[idx])
+            self._ep_cost_sums[idx] = 0.0
+            self._ep_lengths[idx] = 0
+
+    # ---------------------------------------------------------------------------------------------
+    # Multipliers: once per rollout, from the episodes that finished in it.
+    # ---------------------------------------------------------------------------------------------
+    def update_multipliers(self, cost_per_step: np.ndarray) -> np.ndarray:
+        """Update the multipliers from the average cost per step of finished episodes; return them."""
+        limits = self.cost_spec.limits_array
+        error = cost_per_step / limits - 1.0
+        if self.lagrangian == "gradient":
+            self.lambdas = self.lambdas + self.lambda_lr * error
+        else:
+            self._pid_integral = np.maximum(0.0, self._pid_integral + error)
+            rising = np.where(np.isnan(self._previous_cost), 0.0, cost_per_step - self._previous_cost)
+            derivative = np.maximum(0.0, rising) / limits
+            self._previous_cost = cost_per_step.copy()
+            self.lambdas = self.pid_kp * error + self.pid_ki * self._pid_integral + self.pid_kd * derivative
+        self.lambdas = np.clip(self.lambdas, 0.0, self.lambda_max)
+        return self.lambdas
+
+    # ---------------------------------------------------------------------------------------------
+    # Update: PPO's epochs x minibatches on the Lagrangian surrogate, logged once at the end.
+    # ---------------------------------------------------------------------------------------------
+    def train(self) -> None:
+        """Update the multipliers, then the policy and all critics on the collected rollout."""
+        names = self.cost_spec.names
+        if self._finished_costs:
+            episode_cost = np.mean(self._finished_costs, axis=0)
+            self.update_multipliers(episode_cost)
+            for name, value in zip(names, episode_cost, strict=True):
+                self.logger.record(f"rollout/cost_per_step/{name}", float(value))
+        if self.ep_cost_buffer:
+            mean_sums = np.mean(self.ep_cost_buffer, axis=0)
+            for name, value in zip(names, mean_sums, strict=True):
+                self.logger.record(f"rollout/ep_cost_mean/{name}", float(value))
+
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+        clip_range = self.clip_range(self._current_progress_remaining)
+        lambdas = th.as_tensor(self.lambdas, dtype=th.float32, device=self.device)
+        scale = 1.0 / (1.0 + float(self.lambdas.sum()))
+
+        pg_losses, value_losses, cost_value_losses, entropy_losses = [], [], [], []
+        clip_fractions, approx_kl_divs = [], []
+        continue_training = True
+        for _epoch in range(self.n_epochs):
+            for batch in self.rollout_buffer.get(self.batch_size):
+                actions = batch.actions
+                if isinstance(self.action_space, spaces.Discrete):
+                    actions = actions.long().flatten()
+                values, cost_values, log_prob, entropy = self.policy.evaluate_actions_and_costs(
+                    batch.observations, actions
+                )
+                advantages = batch.advantages
+                cost_advantages = batch.cost_advantages
+                # Normalization does not make sense if mini batchsize == 1, see SB3 GH issue #325
+                if self.normalize_advantage and len(advantages) > 1:
+                    advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+                    cost_advantages = (cost_advantages - cost_advantages.mean(0)) / (
+                        cost_advantages.std(0) + 1e-8
+                    )
+                lagrangian_advantage = (advantages - cost_advantages @ lambdas) * scale
+
+                ratio = th.exp(log_prob - batch.old_log_prob)
+                surrogate = th.min(
+                    lagrangian_advantage * ratio,
+                    lagrangian_advantage * th.clamp(ratio, 1 - clip_range, 1 + clip_range),
+                )
+                policy_loss = -surrogate.mean()
+                value_loss = F.mse_loss(batch.returns, values.flatten())
+                cost_value_loss = F.mse_loss(batch.cost_returns, cost_values)
+                entropy_loss = -th.mean(entropy) if entropy is not None else th.mean(log_prob)
+                loss = (
+                    policy_loss
+                    + self.ent_coef * entropy_loss
+                    + self.vf_coef * value_loss
+                    + self.cost_vf_coef * cost_value_loss
+                )
+
+                with th.no_grad():
+                    log_ratio = log_prob - batch.old_log_prob
+                    approx_kl = float(th.mean((th.exp(log_ratio) - 1) - log_ratio))
+                if self.target_kl is not None and approx_kl > 1.5 * self.target_kl:
+                    continue_training = False
+                    break
+                pg_losses.append(policy_loss.item())
+                value_losses.append(value_loss.item())
+                cost_value_losses.append(cost_value_loss.item())
+                entropy_losses.append(entropy_loss.item())
+                clip_fractions.append(float(th.mean((th.abs(ratio - 1) > clip_range).float())))
+                approx_kl_divs.append(approx_kl)
+
+                self.policy.optimizer.zero_grad()
+                loss.backward()
+                th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+                self.policy.optimizer.step()
+            self._n_updates += 1
+            if not continue_training:
+                break
+
+        buffer = self.rollout_buffer
+        self.logger.record("train/policy_gradient_loss", _mean(pg_losses))
+        self.logger.record("train/value_loss", _mean(value_losses))
+        self.logger.record("train/cost_value_loss", _mean(cost_value_losses))
+        self.logger.record("train/entropy_loss", _mean(entropy_losses))
+        self.logger.record("train/approx_kl", _mean(approx_kl_divs))
+        self.logger.record("train/clip_fraction", _mean(clip_fractions))
+        self.logger.record(
+            "train/explained_variance", explained_variance(buffer.values.flatten(), buffer.returns.flatten())
+        )
+        self.logger.record("train/clip_range", clip_range)
+        for name, value in zip(names, self.lambdas, strict=True):
+            self.logger.record(f"train/lambda/{name}", float(value))
+        if hasattr(self.policy, "log_std"):
+            self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+
+    def learn(  # type: ignore[override]
+        self: SelfPPOLagrangian,
+        total_timesteps: int,
+        callback: Any = None,
+        log_interval: int = 1,
+        tb_log_name: str = "PPOLagrangian",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfPPOLagrangian:
+        """Train for ``total_timesteps`` env steps (see stable-baselines3's ``PPO.learn``)."""
+        if self.env is None:
+            raise ValueError("PPOLagrangian.learn needs an env: pass env= to load() or set_env()")
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
+
+
+def _costs_from_infos(infos: list[dict[str, Any]], n_costs: int) -> np.ndarray:
+    try:
+        costs = np.array([info["costs"] for info in infos], dtype=np.float32)
+    except KeyError:
+        raise ValueError(
+            "PPOLagrangian needs info['costs'] from every step (see envs.cmdp); this env does not put it"
+        ) from None
+    if costs.shape != (len(infos), n_costs):
+        raise ValueError(f"info['costs'] must have {n_costs} entries per env, got shape {costs.shape[1:]}")
+    return costs
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")

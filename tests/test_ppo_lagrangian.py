@@ -1,0 +1,163 @@
+import gymnasium as gym
+import numpy as np
+import pytest
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import SubprocVecEnv
+from toy_cmdp import ToyCMDP
+
+import envs  # noqa: F401
+from agents import OraclePolicy, PPOLagrangian, evaluate_policy_with_cost
+
+
+class LambdaTrace(BaseCallback):
+    """Per rollout: (cost per step of finished episodes, multiplier and PID integral before the update)."""
+
+    def __init__(self):
+        super().__init__()
+        self.trace = []
+
+    def _on_rollout_end(self) -> None:
+        model = self.model
+        if getattr(model, "_finished_costs", None):
+            cost = float(np.mean(model._finished_costs))
+            self.trace.append((cost, float(model.lambdas[0]), float(model._pid_integral[0])))
+
+    def _on_step(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("lagrangian", ["gradient", "pid"])
+def test_toy_cmdp_multiplier_rises_and_policy_ends_feasible(lagrangian):
+    env = make_vec_env(ToyCMDP, n_envs=4, seed=0)
+    model = PPOLagrangian(
+        "MlpPolicy",
+        env,
+        lagrangian=lagrangian,
+        n_steps=64,
+        batch_size=128,
+        n_epochs=10,
+        learning_rate=3e-3,
+        seed=0,
+        policy_kwargs={"net_arch": [32, 32]},
+    )
+    trace = LambdaTrace()
+    model.learn(24_000, callback=trace)
+    # while a rollout's cost is above the limit, its update raises the multiplier (gradient) or the
+    # PID integral, and leaves a positive multiplier
+    costs, lambdas, integral = np.array(trace.trace).T
+    assert costs[0] > 0.3
+    over = np.flatnonzero(costs[:-1] > 0.3)
+    assert over.size >= 3
+    assert np.all(lambdas[over + 1] > 0)
+    rising = lambdas if lagrangian == "gradient" else integral
+    assert np.all(np.diff(rising)[over] > 0)
+    # the stochastic policy ends with its cost at the limit (binding, not collapsed to u0 = 0) ...
+    assert abs(costs[-5:].mean() - 0.3) <= 0.3 * 0.25
+    # ... and the deterministic policy is feasible and has learnt the free coordinate (u1 -> 1)
+    result = evaluate_policy_with_cost(model, ToyCMDP(), n_episodes=3)
+    assert result.cost_per_step[:, 0].mean() <= 0.3 * 1.05
+    assert result.rewards.mean() / 10 >= 1.0  # optimum 1.3 per step
+
+
+@pytest.mark.parametrize("lagrangian", ["gradient", "pid"])
+@pytest.mark.parametrize("env_id", [i for i in gym.registry if i.startswith("edgegen/")])
+def test_runs_on_every_env_and_logs_namespaced_keys(env_id, lagrangian, tmp_path):
+    env = make_vec_env(env_id, n_envs=2, seed=1)
+    model = PPOLagrangian(
+        "MlpPolicy",
+        env,
+        lagrangian=lagrangian,
+        n_steps=50,
+        batch_size=50,
+        seed=1,
+        tensorboard_log=str(tmp_path),
+        policy_kwargs={"net_arch": [16]},
+    )
+    model.learn(200)
+    names = model.cost_spec.names
+    logged = model.logger.name_to_value
+    for name in names:
+        assert f"train/lambda/{name}" in logged
+    assert "train/cost_value_loss" in logged
+    # the multipliers moved in the direction of the constraint error of the last rollout
+    assert np.all(np.isfinite(model.lambdas)) and np.all(model.lambdas >= 0)
+    assert len(model.ep_cost_buffer) >= 2
+
+
+def test_subproc_vec_env_and_cost_limit_override():
+    # "envs:" makes gymnasium import the package (and register the ids) in the worker processes
+    env = make_vec_env("envs:edgegen/FedDiffusion-v0", n_envs=2, seed=2, vec_env_cls=SubprocVecEnv)
+    model = PPOLagrangian(
+        "MlpPolicy",
+        env,
+        cost_limits=[0.2],
+        n_steps=50,
+        batch_size=50,
+        seed=2,
+        policy_kwargs={"net_arch": [16]},
+    )
+    assert model.cost_spec.limits == (0.2,)
+    model.learn(100)
+    assert model.rollout_buffer.costs.shape == (50, 2, 1)
+    env.close()
+
+
+def test_gradient_and_pid_updates_by_hand():
+    env = make_vec_env(ToyCMDP, n_envs=1)
+    grad = PPOLagrangian(env=env, lagrangian="gradient", lambda_lr=0.5)
+    np.testing.assert_allclose(grad.update_multipliers(np.array([0.6])), [0.5 * (0.6 / 0.3 - 1)])
+    np.testing.assert_allclose(grad.update_multipliers(np.array([0.0])), [0.0])  # projected at 0
+    pid = PPOLagrangian(env=env, lagrangian="pid", pid_kp=1.0, pid_ki=0.1, pid_kd=2.0)
+    # e = 1, I = 1, no derivative on the first update
+    np.testing.assert_allclose(pid.update_multipliers(np.array([0.6])), [1.0 + 0.1])
+    # e = 2, I = 3, rising cost: D = (0.9 - 0.6) / 0.3 = 1
+    np.testing.assert_allclose(pid.update_multipliers(np.array([0.9])), [2.0 + 0.3 + 2.0])
+    # e = -1, I = 2 (anti-windup keeps it >= 0), falling cost: D = 0 -> max(0, -1 + 0.2) = 0
+    np.testing.assert_allclose(pid.update_multipliers(np.array([0.0])), [0.0])
+    assert pid._pid_integral[0] == pytest.approx(2.0)
+
+
+def test_save_load_round_trip(tmp_path):
+    env = make_vec_env("edgegen/FedDiffusion-v0", n_envs=1, seed=3)
+    model = PPOLagrangian("MlpPolicy", env, lagrangian="pid", n_steps=50, batch_size=50, seed=3)
+    model.learn(100)
+    model.save(tmp_path / "model")
+    loaded = PPOLagrangian.load(tmp_path / "model")
+    obs = env.reset()
+    np.testing.assert_allclose(
+        model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0]
+    )
+    np.testing.assert_array_equal(model.lambdas, loaded.lambdas)
+    assert loaded.cost_spec == model.cost_spec and loaded.lagrangian == "pid"
+    loaded.set_env(env)
+    loaded.learn(50)  # a loaded model keeps training
+
+
+def test_bad_arguments():
+    env = make_vec_env(ToyCMDP, n_envs=1)
+    with pytest.raises(ValueError, match="lagrangian must be 'gradient' or 'pid'"):
+        PPOLagrangian(env=env, lagrangian="adam")
+    with pytest.raises(ValueError, match="lambda_lr must be >= 0"):
+        PPOLagrangian(env=env, lambda_lr=-1.0)
+    with pytest.raises(ValueError, match=r"expected 1 limits"):
+        PPOLagrangian(env=env, cost_limits=[0.1, 0.2])
+    with pytest.raises(ValueError, match="declares no cost_spec"):
+        PPOLagrangian(env="CartPole-v1")
+
+
+def test_evaluate_policy_with_cost_counts_violations():
+    env = gym.make("edgegen/FedDiffusion-v0", num_rounds=5, max_episode_steps=5)
+
+    class AllLate:
+        def predict(self, obs, state=None, episode_start=None, deterministic=True):
+            return np.ones(10, np.float32), None
+
+    late = evaluate_policy_with_cost(AllLate(), env, n_episodes=3)
+    np.testing.assert_allclose(late.costs[:, 0], 5.0)  # every device late in every round
+    assert late.violation_rate == 1.0 and late.lengths.tolist() == [5, 5, 5]
+    np.testing.assert_allclose(late.metrics["energy_j"], -late.rewards * 10.0)
+    oracle = evaluate_policy_with_cost(OraclePolicy(env), env, n_episodes=3)
+    assert oracle.summary()["reward"] > late.summary()["reward"]
+    with pytest.raises(ValueError, match="n_episodes must be >= 1"):
+        evaluate_policy_with_cost(AllLate(), env, n_episodes=0)

@@ -1,0 +1,134 @@
+"""train_agent.py end to end, with tiny budgets, through main(argv)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import train_agent
+from agents import PPOLagrangian
+
+TINY = [
+    "--timesteps",
+    "2048",
+    "--n-envs",
+    "2",
+    "--eval-episodes",
+    "2",
+    "--no-progress-bar",
+    "--env-kwargs",
+    "num_rounds=8",
+    "--checkpoint-every",
+    "256",
+]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    logdir = tmp_path_factory.mktemp("runs")
+    assert (
+        train_agent.main(
+            [
+                "train",
+                "--algo",
+                "ppo-lag",
+                "--seed",
+                "3",
+                "--logdir",
+                str(logdir),
+                "--cost-limit",
+                "deadline_miss_fraction=0.1",
+                *TINY,
+            ]
+        )
+        == 0
+    )
+    (run,) = logdir.iterdir()
+    return run
+
+
+def test_train_writes_config_model_checkpoints_and_evaluation(run_dir, capsys):
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["env"] == "edgegen/FedDiffusion-v0" and config["algo"] == "ppo-lag"
+    assert config["env_kwargs"] == {"num_rounds": 8}
+    assert config["cost_limits_in_force"] == {"deadline_miss_fraction": 0.1}
+    model = PPOLagrangian.load(run_dir / "model.zip")
+    assert model.cost_spec.limits == (0.1,) and model.num_timesteps >= 2048
+    assert list((run_dir / "checkpoints").glob("model_*_steps.zip"))
+    report = json.loads((run_dir / "evaluation.json").read_text())
+    assert set(report["policies"]) == {"ppo-lag", "oracle", "random"}
+    oracle = report["policies"]["oracle"]
+    assert len(oracle["episode_rewards"]) == 2
+    # the oracle's energy is the least: random spends more on the same seeded episodes
+    assert oracle["summary"]["energy_j"] < report["policies"]["random"]["summary"]["energy_j"]
+    tags = train_agent.read_scalars(run_dir, "train/lambda/deadline_miss_fraction")
+    assert tags[0].size >= 1
+
+
+def test_evaluate_and_benchmark(run_dir, tmp_path, capsys):
+    assert train_agent.main(["evaluate", "--checkpoint", str(run_dir / "model.zip"), "--episodes", "2"]) == 0
+    assert "| oracle |" in capsys.readouterr().out
+    out = tmp_path / "bench"
+    argv = [
+        "benchmark",
+        "--env",
+        "edgegen/FedDiffusion-v0",
+        "--env-kwargs",
+        "num_rounds=8",
+        "--episodes",
+        "2",
+        "--policies",
+        f"oracle,random,equal_split,{run_dir / 'model.zip'}",
+        "--out",
+        str(out),
+    ]
+    assert train_agent.main(argv) == 0
+    rows = (out / "benchmark.csv").read_text().splitlines()
+    assert len(rows) == 5 and rows[0].startswith("policy,reward")
+    oracle_row = next(r for r in rows if r.startswith("oracle,"))
+    assert oracle_row.split(",")[-1] == "1.000"  # energy / oracle
+    for png in ("cost_vs_limit.png", "learning_curves.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = json.loads((out / "benchmark.json").read_text())
+    assert np.isclose(
+        data["policies"]["oracle"]["summary"]["reward"],
+        np.mean(data["policies"]["oracle"]["episode_rewards"]),
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--env", "edgegen/Nope-v0"], "unknown env id 'edgegen/Nope-v0'; registered edgegen envs:"),
+        (["train", "--algo", "sac"], "unknown algo 'sac'"),
+        (["train", "--env-kwargs", "num_devices"], "bad --env-kwargs entry 'num_devices'"),
+        (["train", "--env-kwargs", "num_devices=0"], "num_devices must be >= 1"),
+        (["train", "--cost-limit", "latency_s=3"], r"unknown cost name\(s\) \['latency_s'\]"),
+        (["evaluate", "--checkpoint", "missing/model.zip"], "missing/model.zip does not exist"),
+        (["benchmark", "--env", "edgegen/FedDiffusion-v0", "--policies", "best"], "unknown policy 'best'"),
+    ],
+)
+def test_user_errors_are_one_line(argv, message, capsys, tmp_path):
+    assert train_agent.main([*argv, *(["--logdir", str(tmp_path)] if argv[0] == "train" else [])]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("edgegen-train: error:") and "\n" not in err
+    assert __import__("re").search(message, err)
+
+
+def test_checkpoint_of_another_config_is_refused(run_dir, capsys, tmp_path):
+    argv = [
+        "benchmark",
+        "--env",
+        "edgegen/FedDiffusion-v0",
+        "--policies",
+        str(run_dir / "model.zip"),
+        "--out",
+        str(tmp_path),
+    ]
+    assert train_agent.main(argv) == 2
+    assert "was trained with env kwargs {'num_rounds': 8}, not {}" in capsys.readouterr().err
+    corrupt = run_dir / "corrupt.zip"
+    corrupt.write_bytes(b"not a zip")
+    assert train_agent.main(["evaluate", "--checkpoint", str(corrupt)]) == 2
+    assert "cannot load checkpoint" in capsys.readouterr().err

@@ -1,0 +1,499 @@
+"""edgegen-train: train, evaluate and benchmark constrained-RL agents against the envs' oracles.
+
+    python train_agent.py                      # the main job: PPO-PID on FedDiffusion-v0, then a table
+    python train_agent.py train --env edgegen/FedDiffusion-v0 --algo ppo-lag --timesteps 200000 --seed 0
+    python train_agent.py evaluate --checkpoint runs/<run>/model.zip --episodes 20
+    python train_agent.py benchmark --env edgegen/FedDiffusion-v0 \
+        --policies oracle,random,equal_split,runs/<run>/model.zip --out bench/
+
+A run folder ``runs/<env>__<algo>__<seed>__<time>/`` holds ``config.json``, tensorboard events (``tb_1``),
+``checkpoints/``, ``model.zip`` and ``evaluation.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import csv
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import stable_baselines3
+from stable_baselines3 import PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import CheckpointCallback
+from stable_baselines3.common.env_util import make_vec_env
+
+import envs  # noqa: F401  (registers the edgegen ids)
+from agents import BaselinePolicy, OraclePolicy, PPOLagrangian, RandomPolicy, evaluate_policy_with_cost
+from agents.evaluation import EvaluationResult
+from envs.cmdp import get_cost_spec
+
+
+class CLIError(Exception):
+    """A user mistake: reported as one line, exit status 2."""
+
+
+# ALGO LOGIC: the algorithms a run can use, with the settings that differ between them.
+ALGOS: dict[str, tuple[type[BaseAlgorithm], dict[str, Any]]] = {
+    "ppo-lag": (PPOLagrangian, {"lagrangian": "gradient"}),
+    "ppo-pid": (PPOLagrangian, {"lagrangian": "pid"}),
+    "ppo": (PPO, {}),
+}
+
+
+@dataclass
+class TrainArgs:
+    """Arguments of ``train`` (and of the main job, with these defaults)."""
+
+    env: str = "edgegen/FedDiffusion-v0"
+    """registered env id"""
+    algo: str = "ppo-pid"
+    """one of: ppo-lag (gradient multipliers), ppo-pid (PID multipliers), ppo (unconstrained)"""
+    timesteps: int = 300_000
+    """env steps to train for"""
+    seed: int = 0
+    """seed of the envs, the networks and the evaluation"""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """keyword arguments for gymnasium.make (config fields of the env)"""
+    cost_limits: dict[str, float] = field(default_factory=dict)
+    """per-step limits that replace the env's defaults, by cost name"""
+    n_envs: int = 4
+    """parallel envs (DummyVecEnv)"""
+    logdir: str = "runs"
+    """parent folder of the run folder"""
+    eval_episodes: int = 20
+    """seeded episodes of the final evaluation"""
+    checkpoint_every: int = 50_000
+    """save a checkpoint every this many env steps"""
+    progress_bar: bool = True
+    """show a progress bar"""
+
+
+# Hyperparameters of the PPO family: small actions noise, since shares of a time budget need precision.
+PPO_KWARGS: dict[str, Any] = {
+    "n_steps": 512,
+    "batch_size": 256,
+    "learning_rate": 3e-4,
+    "policy_kwargs": {"log_std_init": -1.0},
+}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Helpers: parsing, env checks, policies by name.
+# ---------------------------------------------------------------------------------------------------
+def parse_key_values(items: Sequence[str], what: str) -> dict[str, Any]:
+    """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}``; values are Python literals where they parse."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key or not raw:
+            raise CLIError(f"bad {what} entry {item!r}: expected key=value")
+        try:
+            out[key] = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            out[key] = raw
+    return out
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise a CLIError listing the registered edgegen ids unless ``env_id`` is one of them."""
+    if env_id not in gym.registry or not env_id.startswith("edgegen/"):
+        known = sorted(i for i in gym.registry if i.startswith("edgegen/"))
+        raise CLIError(f"unknown env id {env_id!r}; registered edgegen envs: {', '.join(known)}")
+
+
+def make_env(env_id: str, env_kwargs: dict[str, Any]) -> gym.Env:
+    """``gymnasium.make`` with a one-line error for bad config values or an env without costs."""
+    check_env_id(env_id)
+    try:
+        env = gym.make(env_id, **env_kwargs)
+        get_cost_spec(env)
+    except (ValueError, TypeError) as exc:
+        raise CLIError(f"cannot use {env_id} with {env_kwargs}: {exc}") from None
+    return env
+
+
+def load_run_config(checkpoint: Path) -> dict[str, Any]:
+    """The ``config.json`` of the run that wrote ``checkpoint`` (beside it, or one folder up)."""
+    if not checkpoint.is_file():
+        raise CLIError(f"checkpoint {checkpoint} does not exist")
+    for folder in (checkpoint.parent, checkpoint.parent.parent):
+        if (folder / "config.json").is_file():
+            return json.loads((folder / "config.json").read_text())
+    raise CLIError(f"no config.json beside {checkpoint} or in its parent: is it a train_agent.py checkpoint?")
+
+
+def load_model(
+    checkpoint: Path, env_id: str | None = None, env_kwargs: dict[str, Any] | None = None
+) -> tuple[BaseAlgorithm, dict[str, Any]]:
+    """Load a checkpoint and its run config; refuse a checkpoint trained on another env or config."""
+    config = load_run_config(checkpoint)
+    if env_id is not None and config["env"] != env_id:
+        raise CLIError(f"checkpoint {checkpoint} was trained on {config['env']}, not {env_id}")
+    if env_kwargs is not None and config["env_kwargs"] != env_kwargs:
+        raise CLIError(
+            f"checkpoint {checkpoint} was trained with env kwargs {config['env_kwargs']}, not {env_kwargs}"
+        )
+    algo_cls = ALGOS[config["algo"]][0]
+    try:
+        return algo_cls.load(checkpoint, device="cpu"), config
+    except Exception as exc:  # a corrupt or foreign zip: SB3 raises many kinds
+        raise CLIError(f"cannot load checkpoint {checkpoint} ({type(exc).__name__}: {exc})") from None
+
+
+def policy_by_name(name: str, env: gym.Env, seed: int, env_kwargs: dict[str, Any]) -> Any:
+    """``oracle``, ``random``, a baseline of the env, or a checkpoint path."""
+    if name == "oracle":
+        return OraclePolicy(env)
+    if name == "random":
+        return RandomPolicy(env.action_space, seed)
+    if name in getattr(env.unwrapped, "baseline_names", ()):
+        return BaselinePolicy(env, name)
+    if name.endswith(".zip") or Path(name).exists():
+        return load_model(Path(name), env.spec.id, env_kwargs)[0]
+    baselines = ", ".join(getattr(env.unwrapped, "baseline_names", ()))
+    raise CLIError(
+        f"unknown policy {name!r}: use oracle, random, a baseline ({baselines}) or a .zip checkpoint"
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Evaluation tables.
+# ---------------------------------------------------------------------------------------------------
+def compare(policies: dict[str, Any], env: gym.Env, episodes: int, seed: int) -> dict[str, EvaluationResult]:
+    """Evaluate every policy on the same seeded episodes of ``env``."""
+    return {name: evaluate_policy_with_cost(p, env, episodes, seed=seed) for name, p in policies.items()}
+
+
+def table_rows(results: dict[str, EvaluationResult]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows: reward, each cost against its limit, violation rate, ratios to the oracle."""
+    spec = next(iter(results.values())).cost_spec
+    oracle = results.get("oracle")
+    header = ["policy", "reward"]
+    header += [
+        f"{n} per step [{u}] (limit {lim:g})"
+        for n, u, lim in zip(spec.names, spec.units, spec.limits, strict=True)
+    ]
+    header += ["violation rate", "reward / oracle"]
+    has_energy = all("energy_j" in r.metrics for r in results.values())
+    if has_energy:
+        header += ["energy per episode [J]", "energy / oracle"]
+    rows = []
+    for name, r in results.items():
+        s = r.summary()
+        row = [name, f"{s['reward']:.3f}"]
+        row += [f"{s[f'cost_per_step/{n}']:.4g}" for n in spec.names]
+        row.append(f"{s['violation_rate']:.2f}")
+        row.append(f"{s['reward'] / oracle.summary()['reward']:.3f}" if oracle else "n/a")
+        if has_energy:
+            energy = float(np.mean(r.metrics["energy_j"]))
+            row.append(f"{energy:.1f}")
+            row.append(f"{energy / float(np.mean(oracle.metrics['energy_j'])):.3f}" if oracle else "n/a")
+        rows.append(row)
+    return header, rows
+
+
+def markdown(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def results_json(results: dict[str, EvaluationResult], episodes: int, seed: int) -> dict[str, Any]:
+    """Summaries plus per-episode values, for evaluation.json."""
+    return {
+        "episodes": episodes,
+        "seed": seed,
+        "policies": {
+            name: {
+                "summary": r.summary(),
+                "episode_rewards": r.rewards.tolist(),
+                "episode_costs": r.costs.tolist(),
+                "episode_lengths": r.lengths.tolist(),
+            }
+            for name, r in results.items()
+        },
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# Commands.
+# ---------------------------------------------------------------------------------------------------
+def train(args: TrainArgs) -> Path:
+    """Train one agent, save it with its config, evaluate it against the oracle and random."""
+    if args.algo not in ALGOS:
+        raise CLIError(f"unknown algo {args.algo!r}; choose one of {', '.join(ALGOS)}")
+    for name, value in (
+        ("timesteps", args.timesteps),
+        ("n_envs", args.n_envs),
+        ("eval_episodes", args.eval_episodes),
+    ):
+        if value < 1:
+            raise CLIError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    probe = make_env(args.env, args.env_kwargs)
+    spec = get_cost_spec(probe)
+    unknown = sorted(set(args.cost_limits) - set(spec.names))
+    if unknown:
+        raise CLIError(f"unknown cost name(s) {unknown} in --cost-limit; {args.env} has {list(spec.names)}")
+    spec = spec.with_limits(args.cost_limits) if args.cost_limits else spec
+
+    # TRY NOT TO MODIFY: a run names itself, stores its config, then trains.
+    run_name = f"{args.env.split('/')[-1]}__{args.algo}__{args.seed}__{int(time.time())}"
+    run_dir = Path(args.logdir) / run_name
+    run_dir.mkdir(parents=True, exist_ok=False)
+    config = {
+        **asdict(args),
+        "cost_limits_in_force": dict(zip(spec.names, spec.limits, strict=True)),
+        "ppo_kwargs": PPO_KWARGS,
+        "versions": _versions(),
+    }
+    (run_dir / "config.json").write_text(json.dumps(config, indent=2))
+
+    vec_env = make_vec_env(args.env, n_envs=args.n_envs, seed=args.seed, env_kwargs=args.env_kwargs)
+    algo_cls, algo_kwargs = ALGOS[args.algo]
+    if algo_cls is PPOLagrangian:
+        algo_kwargs = {**algo_kwargs, "cost_limits": list(spec.limits)}
+    model = algo_cls(
+        "MlpPolicy",
+        vec_env,
+        seed=args.seed,
+        tensorboard_log=str(run_dir),
+        verbose=0,
+        **PPO_KWARGS,
+        **algo_kwargs,
+    )
+    checkpoints = CheckpointCallback(
+        max(args.checkpoint_every // args.n_envs, 1), str(run_dir / "checkpoints"), name_prefix="model"
+    )
+    start = time.perf_counter()
+    model.learn(args.timesteps, callback=checkpoints, progress_bar=args.progress_bar, tb_log_name="tb")
+    train_time_s = time.perf_counter() - start
+    model.save(run_dir / "model.zip")
+    _log_config(model.logger.dir, config)
+
+    env = make_env(args.env, args.env_kwargs)
+    policies = {
+        args.algo: model,
+        "oracle": OraclePolicy(env),
+        "random": RandomPolicy(env.action_space, args.seed),
+    }
+    results = compare(policies, env, args.eval_episodes, seed=10_000 + args.seed)
+    header, rows = table_rows(results)
+    report = {**results_json(results, args.eval_episodes, 10_000 + args.seed), "train_time_s": train_time_s}
+    (run_dir / "evaluation.json").write_text(json.dumps(report, indent=2))
+    print(
+        f"\n{args.env}, {args.algo}, {args.timesteps} steps in {train_time_s:.0f} s, "
+        f"evaluated on {args.eval_episodes} seeded episodes (deterministic actions):\n"
+    )
+    print(markdown(header, rows))
+    print(f"\nrun folder: {run_dir}")
+    return run_dir
+
+
+def evaluate(checkpoint: Path, episodes: int, seed: int) -> dict[str, Any]:
+    """Evaluate a checkpoint on the env and config it was trained with, beside the oracle."""
+    model, config = load_model(checkpoint)
+    env = make_env(config["env"], config["env_kwargs"])
+    results = compare({config["algo"]: model, "oracle": OraclePolicy(env)}, env, episodes, seed)
+    print(markdown(*table_rows(results)))
+    return results_json(results, episodes, seed)
+
+
+def benchmark(
+    env_id: str, names: list[str], episodes: int, seed: int, out: Path, env_kwargs: dict[str, Any]
+) -> Path:
+    """Compare named policies and checkpoints; write a Markdown and CSV table and PNG plots."""
+    env = make_env(env_id, env_kwargs)
+    policies = {name: policy_by_name(name, env, seed, env_kwargs) for name in names}
+    results = compare(policies, env, episodes, seed)
+    header, rows = table_rows(results)
+    out.mkdir(parents=True, exist_ok=True)
+    table = markdown(header, rows)
+    (out / "benchmark.md").write_text(f"{env_id}, {episodes} seeded episodes from seed {seed}\n\n{table}\n")
+    with (out / "benchmark.csv").open("w", newline="") as f:
+        csv.writer(f).writerows([header, *rows])
+    (out / "benchmark.json").write_text(json.dumps(results_json(results, episodes, seed), indent=2))
+    plot_costs(results, out / "cost_vs_limit.png")
+    runs = [
+        Path(n).parent if Path(n).parent.name != "checkpoints" else Path(n).parent.parent
+        for n in names
+        if n.endswith(".zip")
+    ]
+    if runs:
+        plot_learning_curves(runs, get_cost_spec(env).names, out / "learning_curves.png")
+    print(table)
+    print(f"\nwritten to {out}")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Plots (matplotlib, Agg backend: no display needed).
+# ---------------------------------------------------------------------------------------------------
+def plot_costs(results: dict[str, EvaluationResult], path: Path) -> None:
+    """Per-episode average cost per step of every policy against each limit."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    spec = next(iter(results.values())).cost_spec
+    fig, axes = plt.subplots(1, spec.num_costs, figsize=(5 * spec.num_costs, 3.5), squeeze=False)
+    for i, ax in enumerate(axes[0]):
+        for name, r in results.items():
+            ax.plot(r.cost_per_step[:, i], marker="o", label=name)
+        ax.axhline(spec.limits[i], color="k", linestyle="--", label="limit")
+        ax.set_xlabel("episode")
+        ax.set_ylabel(f"{spec.names[i]} per step [{spec.units[i]}]")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def read_scalars(run_dir: Path, tag: str) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, values) of one tensorboard scalar from every event file under ``run_dir``."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    steps, values = [], []
+    for events in sorted(run_dir.rglob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(events), size_guidance={"scalars": 0})
+        acc.Reload()
+        if tag in acc.Tags()["scalars"]:
+            for e in acc.Scalars(tag):
+                steps.append(e.step)
+                values.append(e.value)
+    return np.array(steps), np.array(values)
+
+
+def plot_learning_curves(run_dirs: list[Path], cost_names: Sequence[str], path: Path) -> None:
+    """Episode reward and cost per step against env steps, from the runs' tensorboard events."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tags = ["rollout/ep_rew_mean", *[f"rollout/cost_per_step/{n}" for n in cost_names]]
+    fig, axes = plt.subplots(1, len(tags), figsize=(5 * len(tags), 3.5), squeeze=False)
+    for ax, tag in zip(axes[0], tags, strict=True):
+        for run in run_dirs:
+            steps, values = read_scalars(run, tag)
+            if steps.size:
+                ax.plot(steps, values, marker=".", label=run.name)
+        ax.set_xlabel("env steps")
+        ax.set_title(tag, fontsize=9)
+        if ax.lines:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _versions() -> dict[str, str]:
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "gymnasium": gym.__version__,
+        "numpy": np.__version__,
+        "stable_baselines3": stable_baselines3.__version__,
+        "torch": torch.__version__,
+    }
+
+
+def _log_config(log_dir: str, config: dict[str, Any]) -> None:
+    """Store the config with the tensorboard logs as a Markdown table (TEXT tab), as CleanRL does."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    rows = "\n".join(f"|{k}|{v}|" for k, v in config.items())
+    with SummaryWriter(log_dir) as writer:
+        writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{rows}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Command line.
+# ---------------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of the three commands."""
+    parser = argparse.ArgumentParser(prog="edgegen-train", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command")
+    defaults = TrainArgs()
+    t = sub.add_parser("train", help="train an agent, then evaluate it against the oracle and random")
+    t.add_argument("--env", default=defaults.env)
+    t.add_argument("--algo", default=defaults.algo, help=f"one of {', '.join(ALGOS)}")
+    t.add_argument("--timesteps", type=int, default=defaults.timesteps)
+    t.add_argument("--seed", type=int, default=defaults.seed)
+    t.add_argument("--env-kwargs", nargs="*", default=[], metavar="K=V")
+    t.add_argument("--cost-limit", nargs="*", default=[], metavar="NAME=VALUE")
+    t.add_argument("--n-envs", type=int, default=defaults.n_envs)
+    t.add_argument("--logdir", default=defaults.logdir)
+    t.add_argument("--eval-episodes", type=int, default=defaults.eval_episodes)
+    t.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every)
+    t.add_argument("--no-progress-bar", action="store_true")
+    e = sub.add_parser("evaluate", help="evaluate a checkpoint beside the oracle")
+    e.add_argument("--checkpoint", required=True, type=Path)
+    e.add_argument("--episodes", type=int, default=20)
+    e.add_argument("--seed", type=int, default=10_000)
+    b = sub.add_parser("benchmark", help="compare policies and checkpoints; tables and plots")
+    b.add_argument("--env", required=True)
+    b.add_argument(
+        "--policies", required=True, help="comma-separated: oracle,random,<baseline>,<checkpoint.zip>"
+    )
+    b.add_argument("--episodes", type=int, default=20)
+    b.add_argument("--seed", type=int, default=10_000)
+    b.add_argument("--out", type=Path, default=Path("benchmark_out"))
+    b.add_argument("--env-kwargs", nargs="*", default=[], metavar="K=V")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python train_agent.py`` and ``edgegen-train``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    commands: dict[str | None, Callable[[], Any]] = {
+        None: lambda: train(TrainArgs()),
+        "train": lambda: train(
+            TrainArgs(
+                env=args.env,
+                algo=args.algo,
+                timesteps=args.timesteps,
+                seed=args.seed,
+                env_kwargs=parse_key_values(args.env_kwargs, "--env-kwargs"),
+                cost_limits={
+                    k: float(v) for k, v in parse_key_values(args.cost_limit, "--cost-limit").items()
+                },
+                n_envs=args.n_envs,
+                logdir=args.logdir,
+                eval_episodes=args.eval_episodes,
+                checkpoint_every=args.checkpoint_every,
+                progress_bar=not args.no_progress_bar,
+            )
+        ),
+        "evaluate": lambda: evaluate(args.checkpoint, args.episodes, args.seed),
+        "benchmark": lambda: benchmark(
+            args.env,
+            [p for p in args.policies.split(",") if p],
+            args.episodes,
+            args.seed,
+            args.out,
+            parse_key_values(args.env_kwargs, "--env-kwargs"),
+        ),
+    }
+    try:
+        commands[args.command]()
+    except CLIError as exc:
+        print(f"edgegen-train: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
