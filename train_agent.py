@@ -33,7 +33,7 @@ from stable_baselines3.common.callbacks import CheckpointCallback
 from stable_baselines3.common.env_util import make_vec_env
 
 import envs  # noqa: F401  (registers the edgegen ids)
-from agents import BaselinePolicy, OraclePolicy, PPOLagrangian, RandomPolicy, evaluate_policy_with_cost
+from agents import CVPO, BaselinePolicy, OraclePolicy, PPOLagrangian, RandomPolicy, evaluate_policy_with_cost
 from agents.evaluation import EvaluationResult
 from envs.cmdp import get_cost_spec
 
@@ -43,7 +43,8 @@ class CLIError(Exception):
 
 
 # ALGO LOGIC: the algorithms a run can use, with the settings that differ between them.
-ALGOS: dict[str, tuple[type[BaseAlgorithm], dict[str, Any]]] = {
+ALGOS: dict[str, tuple[type[BaseAlgorithm] | type[CVPO], dict[str, Any]]] = {
+    "cvpo": (CVPO, {}),
     "ppo-lag": (PPOLagrangian, {"lagrangian": "gradient"}),
     "ppo-pid": (PPOLagrangian, {"lagrangian": "pid"}),
     "ppo": (PPO, {}),
@@ -57,7 +58,7 @@ class TrainArgs:
     env: str = "edgegen/FedDiffusion-v0"
     """registered env id"""
     algo: str = "ppo-pid"
-    """one of: ppo-lag (gradient multipliers), ppo-pid (PID multipliers), ppo (unconstrained)"""
+    """one of: cvpo, ppo-lag (gradient multipliers), ppo-pid (PID multipliers), ppo (unconstrained)"""
     timesteps: int = 300_000
     """env steps to train for"""
     seed: int = 0
@@ -261,22 +262,26 @@ def train(args: TrainArgs) -> Path:
 
     vec_env = make_vec_env(args.env, n_envs=args.n_envs, seed=args.seed, env_kwargs=args.env_kwargs)
     algo_cls, algo_kwargs = ALGOS[args.algo]
-    if algo_cls is PPOLagrangian:
-        algo_kwargs = {**algo_kwargs, "cost_limits": list(spec.limits)}
-    model = algo_cls(
-        "MlpPolicy",
-        vec_env,
-        seed=args.seed,
-        tensorboard_log=str(run_dir),
-        verbose=0,
-        **PPO_KWARGS,
-        **algo_kwargs,
-    )
+    if algo_cls is CVPO:
+        model = CVPO(vec_env, cost_limits=list(spec.limits), seed=args.seed, tensorboard_log=str(run_dir))
+    else:
+        if algo_cls is PPOLagrangian:
+            algo_kwargs = {**algo_kwargs, "cost_limits": list(spec.limits)}
+        model = algo_cls(
+            "MlpPolicy",
+            vec_env,
+            seed=args.seed,
+            tensorboard_log=str(run_dir),
+            verbose=0,
+            **PPO_KWARGS,
+            **algo_kwargs,
+        )
     checkpoints = CheckpointCallback(
         max(args.checkpoint_every // args.n_envs, 1), str(run_dir / "checkpoints"), name_prefix="model"
     )
     start = time.perf_counter()
-    model.learn(args.timesteps, callback=checkpoints, progress_bar=args.progress_bar, tb_log_name="tb")
+    learn_kwargs = {} if algo_cls is CVPO else {"tb_log_name": "tb"}
+    model.learn(args.timesteps, callback=checkpoints, progress_bar=args.progress_bar, **learn_kwargs)
     train_time_s = time.perf_counter() - start
     model.save(run_dir / "model.zip")
     _log_config(model.logger.dir, config)

@@ -132,3 +132,29 @@ def test_checkpoint_of_another_config_is_refused(run_dir, capsys, tmp_path):
     corrupt.write_bytes(b"not a zip")
     assert train_agent.main(["evaluate", "--checkpoint", str(corrupt)]) == 2
     assert "cannot load checkpoint" in capsys.readouterr().err
+
+
+def test_cvpo_through_the_cli(tmp_path, capsys):
+    argv = [
+        "train",
+        "--algo",
+        "cvpo",
+        "--logdir",
+        str(tmp_path),
+        "--timesteps",
+        "200",
+        "--n-envs",
+        "1",
+        "--eval-episodes",
+        "1",
+        "--no-progress-bar",
+        "--env-kwargs",
+        "num_rounds=8",
+        "--checkpoint-every",
+        "100",
+    ]
+    assert train_agent.main(argv) == 0
+    (run,) = tmp_path.iterdir()
+    assert len(list((run / "checkpoints").glob("model_*_steps.zip"))) == 2
+    assert train_agent.main(["evaluate", "--checkpoint", str(run / "model.zip"), "--episodes", "1"]) == 0
+    assert "| cvpo |" in capsys.readouterr().out

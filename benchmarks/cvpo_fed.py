@@ -1,0 +1,123 @@
+"""CVPO on FedDiffusion-v0: learning curve, deadline misses and energy against the oracle.
+
+Every --eval-every env steps the deterministic policy is evaluated on 20 seeded episodes (seeds
+10000-10019) beside the oracle; also measured: gradient updates per second. One process per seed.
+
+    python benchmarks/cvpo_fed.py --seed 0 [--timesteps 100000] [--out benchmarks/out]
+    python benchmarks/cvpo_fed.py --plot benchmarks/out/cvpo_fed_seed*.json   # the PNG of all seeds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+
+import envs  # noqa: F401
+from agents import OraclePolicy, evaluate_policy_with_cost
+from agents.cvpo import CVPO, CVPOConfig
+
+ENV = "edgegen/FedDiffusion-v0"
+
+
+def run(seed: int, timesteps: int, eval_every: int, updates_per_step: float, out: Path) -> None:
+    th.set_num_threads(1)
+    eval_env = gym.make(ENV)
+    oracle = evaluate_policy_with_cost(OraclePolicy(eval_env), eval_env, 20, seed=10_000)
+    oracle_energy = float(np.mean(oracle.metrics["energy_j"]))
+    model = CVPO(gym.make(ENV), CVPOConfig(updates_per_step=updates_per_step), seed=seed)
+    curve, update_time, updates = [], 0.0, 0
+    while model.num_timesteps < timesteps:
+        start, before = time.perf_counter(), model.num_updates
+        model.learn(eval_every)
+        update_time += time.perf_counter() - start
+        updates += model.num_updates - before
+        r = evaluate_policy_with_cost(model, eval_env, 20, seed=10_000)
+        point = {
+            "steps": model.num_timesteps,
+            "miss_per_step": float(r.cost_per_step.mean()),
+            "violation_rate": r.violation_rate,
+            "energy_ratio": float(np.mean(r.metrics["energy_j"])) / oracle_energy,
+            "lambda": float(model.dual[1]),
+            "eta": float(model.dual[0]),
+        }
+        curve.append(point)
+        print(point, flush=True)
+    result = {
+        "seed": seed,
+        "timesteps": timesteps,
+        "updates_per_step": updates_per_step,
+        "oracle_miss_per_step": float(oracle.cost_per_step.mean()),
+        "oracle_energy_j": oracle_energy,
+        "threshold": model.thresholds.tolist(),
+        "curve": curve,
+        "wall_s": update_time,
+        "updates_per_s_incl_env": updates / update_time,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"cvpo_fed_seed{seed}.json").write_text(json.dumps(result, indent=2))
+
+
+def updates_per_second(n: int = 300) -> float:
+    """Gradient updates per second of the default network size on a warm buffer (no env steps)."""
+    th.set_num_threads(1)
+    model = CVPO(gym.make(ENV), CVPOConfig(learning_starts=2_000, updates_per_step=1e-9), seed=0)
+    model.learn(2_000)
+    start = time.perf_counter()
+    for _ in range(n):
+        model._update()
+    return n / (time.perf_counter() - start)
+
+
+def plot(paths: list[Path], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_e, ax_m) = plt.subplots(1, 2, figsize=(10, 3.5))
+    for path in paths:
+        data = json.loads(path.read_text())
+        steps = [p["steps"] for p in data["curve"]]
+        ax_e.plot(steps, [p["energy_ratio"] for p in data["curve"]], marker="o", label=f"seed {data['seed']}")
+        ax_m.plot(
+            steps, [p["miss_per_step"] for p in data["curve"]], marker="o", label=f"seed {data['seed']}"
+        )
+    ax_e.axhline(1.15, color="g", ls="--", label="target 1.15")
+    ax_m.axhline(0.05, color="k", ls="--", label="limit 0.05")
+    ax_e.set(xlabel="env steps", ylabel="energy / oracle (deterministic)")
+    ax_m.set(xlabel="env steps", ylabel="deadline misses per step")
+    ax_e.legend(fontsize=8)
+    ax_m.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timesteps", type=int, default=100_000)
+    parser.add_argument("--eval-every", type=int, default=20_000)
+    parser.add_argument("--updates-per-step", type=float, default=0.2)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/out"))
+    parser.add_argument("--plot", type=Path, nargs="*")
+    parser.add_argument("--speed", action="store_true", help="only measure gradient updates per second")
+    args = parser.parse_args()
+    if args.speed:
+        print(
+            f"CVPO gradient updates per second (batch 256, K 32, hidden (128, 128), 1 thread): "
+            f"{updates_per_second():.1f}"
+        )
+    elif args.plot:
+        plot(args.plot, args.out / "cvpo_fed.png")
+    else:
+        run(args.seed, args.timesteps, args.eval_every, args.updates_per_step, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from toy_cmdp import ToyCMDP
+
+import envs  # noqa: F401
+from agents import evaluate_policy_with_cost
+from agents.cvpo import (
+    CVPO,
+    CVPOConfig,
+    NStepReplayBuffer,
+    decoupled_kl,
+    estep_dual,
+    q_threshold,
+    solve_estep_dual,
+)
+
+
+def test_q_threshold_is_the_discounted_sum_of_the_per_step_limit():
+    limit, gamma, horizon = 0.05, 0.97, 50
+    by_hand = sum(limit * gamma**t for t in range(horizon))
+    np.testing.assert_allclose(q_threshold(limit, gamma, horizon), by_hand, rtol=1e-12)
+    # the MEG numbers of the reference notes: per-step 2.95 s over T = 64 at gamma 0.97 -> 84.4
+    np.testing.assert_allclose(q_threshold(189 / 64, 0.97, 64), 84.4, atol=0.1)
+    with pytest.raises(ValueError, match="gamma must be in"):
+        q_threshold(1.0, 1.0, 10)
+
+
+def _random_q(rng, b=16, k=8, n_costs=1):
+    q_r = rng.normal(size=(b, k))
+    q_c = rng.normal(loc=1.0, size=(n_costs, b, k))
+    return q_r, q_c
+
+
+def test_dual_gradient_matches_finite_differences():
+    rng = np.random.default_rng(0)
+    q_r, q_c = _random_q(rng, n_costs=2)
+    thr = np.array([1.1, 0.8])
+    x = np.array([0.7, 0.3, 1.2])
+    _, grad = estep_dual(x, q_r, q_c, 0.1, thr)
+    for i in range(3):
+        dx = np.zeros(3)
+        dx[i] = 1e-6
+        numeric = (
+            estep_dual(x + dx, q_r, q_c, 0.1, thr)[0] - estep_dual(x - dx, q_r, q_c, 0.1, thr)[0]
+        ) / 2e-6
+        np.testing.assert_allclose(grad[i], numeric, rtol=1e-5, atol=1e-7)
+
+
+def _dual_on_grid(etas, lams, q_r, q_c, eps, thr):
+    """The same dual written independently, evaluated on a whole (eta, lambda) grid at once."""
+    e, lam = etas[:, None, None, None], lams[None, :, None, None]
+    z = (q_r[None, None] - lam * q_c[0][None, None]) / e  # (E, L, B, K)
+    zmax = z.max(-1, keepdims=True)
+    log_mean_exp = (zmax[..., 0] + np.log(np.mean(np.exp(z - zmax), -1))).mean(-1)  # (E, L)
+    return etas[:, None] * eps + lams[None, :] * thr + etas[:, None] * log_mean_exp
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_dual_solution_matches_a_brute_force_grid(seed):
+    rng = np.random.default_rng(seed)
+    q_r, q_c = _random_q(rng)
+    thr = np.array([float(np.mean(q_c))])  # binding at the old policy's average
+    solution = solve_estep_dual(q_r, q_c, 0.1, thr, init=np.array([1.0, 0.0]))
+    etas, lams = np.geomspace(1e-3, 20, 600), np.linspace(0, 20, 601)
+    grid = _dual_on_grid(etas, lams, q_r, q_c, 0.1, thr[0])
+    value = estep_dual(solution, q_r, q_c, 0.1, thr)[0]
+    np.testing.assert_allclose(_dual_on_grid(solution[:1], solution[1:], q_r, q_c, 0.1, thr[0])[0, 0], value)
+    assert value <= grid.min() + 1e-9  # at least as good as the best grid point
+    i, j = np.unravel_index(grid.argmin(), grid.shape)
+    assert abs(solution[0] - etas[i]) / etas[i] < 0.05
+    assert abs(solution[1] - lams[j]) <= 2 * (lams[1] - lams[0])
+
+
+def test_dual_leaves_critic_outputs_untouched():
+    rng = np.random.default_rng(3)
+    q_r, q_c = _random_q(rng, n_costs=2)
+    before = (q_r.copy(), q_c.copy())
+    solve_estep_dual(q_r, q_c, 0.1, np.array([0.5, 0.5]), np.array([1.0, 0.5, 0.5]))
+    np.testing.assert_array_equal(q_r, before[0])
+    np.testing.assert_array_equal(q_c, before[1])
+
+
+def test_decoupled_kl_by_hand():
+    m0, s0 = th.tensor([[0.0, 1.0]]), th.tensor([[1.0, 2.0]])
+    kl_mean, kl_std = decoupled_kl(m0, s0, th.tensor([[1.0, 1.0]]), th.tensor([[1.0, 1.0]]))
+    assert kl_mean.item() == pytest.approx(0.5)
+    # KL(N(0, 2^2) || N(0, 1)) = ln(1/2) + 4/2 - 1/2
+    assert kl_std.item() == pytest.approx(np.log(0.5) + 2.0 - 0.5)
+
+
+def test_n_step_returns_stop_at_episode_ends_and_bootstrap_truncation():
+    buf = NStepReplayBuffer(10, 1, 1, 1, 1, seed=0)
+    # step 0, 1 (truncated), 2, 3 (terminated)
+    for t, (trunc, term) in enumerate([(0, 0), (1, 0), (0, 0), (0, 1)]):
+        buf.add(
+            np.array([[t]]),
+            np.array([[t + 1]]),
+            np.zeros((1, 1)),
+            np.array([1.0]),
+            np.array([[2.0]]),
+            np.array([float(term)]),
+            np.array([bool(trunc or term)]),
+        )
+    batch = buf.sample(200, n_step=3, gamma=0.5)
+    by_start = {
+        float(o[0]): (r, c[0], n[0], d)
+        for o, r, c, n, d in zip(
+            batch["obs"], batch["reward"], batch["cost"], batch["next_obs"], batch["discount"], strict=True
+        )
+    }
+    assert by_start[0.0] == pytest.approx((1.5, 3.0, 2.0, 0.25))  # stops at the truncation, bootstraps
+    assert by_start[1.0] == pytest.approx((1.0, 2.0, 2.0, 0.5))
+    assert by_start[2.0] == pytest.approx((1.5, 3.0, 4.0, 0.0))  # terminated: no bootstrap
+    assert by_start[3.0] == pytest.approx((1.0, 2.0, 4.0, 0.0))
+
+
+def test_save_load_round_trip_gives_identical_actions(tmp_path):
+    env = gym.make("edgegen/FedDiffusion-v0", num_rounds=5, max_episode_steps=5)
+    model = CVPO(env, CVPOConfig(learning_starts=20, batch_size=16, num_particles=4, hidden=(16,)), seed=0)
+    model.learn(60)
+    model.save(tmp_path / "cvpo")
+    loaded = CVPO.load(tmp_path / "cvpo.zip")
+    obs = np.random.default_rng(0).uniform(0, 1, (7, 31)).astype(np.float32)
+    np.testing.assert_array_equal(model.predict(obs)[0], loaded.predict(obs)[0])
+    np.testing.assert_array_equal(model.dual, loaded.dual)
+    resumed = CVPO.load(tmp_path / "cvpo.zip", env=env)
+    resumed.learn(10)
+    assert resumed.num_timesteps == model.num_timesteps + 10
+
+
+def test_logs_through_sb3_logger(tmp_path):
+    env = gym.make("edgegen/FedDiffusion-v0", num_rounds=5, max_episode_steps=5)
+    model = CVPO(
+        env,
+        CVPOConfig(learning_starts=10, batch_size=8, num_particles=4, hidden=(8,)),
+        seed=1,
+        tensorboard_log=str(tmp_path),
+    )
+    model.learn(40, log_interval=1)
+    logged = model.logger.name_to_value  # last dump's keys stay until the next record
+    events = list(tmp_path.rglob("events.out.tfevents.*"))
+    assert events
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(events[0]))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    for tag in (
+        "rollout/ep_rew_mean",
+        "rollout/ep_cost_mean/deadline_miss_fraction",
+        "train/eta",
+        "train/lambda/deadline_miss_fraction",
+        "train/kl_mean",
+        "train/kl_std",
+        "train/critic_loss",
+    ):
+        assert tag in tags, tag
+    assert isinstance(logged, dict)
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match=r"CVPOConfig\.gamma is out of range"):
+        CVPOConfig(gamma=1.0)
+    with pytest.raises(ValueError, match="needs a Box action space"):
+        CVPO(gym.make("CartPole-v1"))
+    with pytest.raises(ValueError, match="no max_episode_steps"):
+        CVPO(ToyCMDP())
+    with pytest.raises(ValueError, match="is not a CVPO checkpoint"):
+        CVPO.load("nowhere.zip")
+
+
+@pytest.mark.parametrize("env_id", [i for i in gym.registry if i.startswith("edgegen/")])
+def test_runs_on_every_registered_env(env_id):
+    model = CVPO(
+        gym.make(env_id), CVPOConfig(learning_starts=16, batch_size=8, num_particles=4, hidden=(8,)), seed=2
+    )
+    model.learn(48)
+    assert model.num_updates > 0 and np.all(np.isfinite(model.dual))
+
+
+def test_reaches_the_toy_constrained_optimum():
+    """ToyCMDP: optimum u* = (0.3, 1), reward 1.3 per step; long episodes make thr = limit / (1 - gamma)."""
+    th.set_num_threads(1)
+    horizon = 100
+    config = CVPOConfig(gamma=0.9, episode_length=horizon, learning_starts=500, batch_size=128)
+    model = CVPO(ToyCMDP(horizon=horizon), config, seed=0)
+    model.learn(3_500)
+    result = evaluate_policy_with_cost(model, ToyCMDP(horizon=horizon), n_episodes=2)
+    cost = result.cost_per_step[:, 0].mean()
+    assert abs(cost - 0.3) <= 0.3 * 0.15
+    assert result.rewards.mean() / horizon >= 1.3 * 0.9
