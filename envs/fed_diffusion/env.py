@@ -270,7 +270,7 @@ class FedDiffusionEnv(gym.Env):
             "frequency_hz": out.frequency_hz,
             "power_w": out.power_w,
             "late": out.late,
-            "upload_bits": self._bits,
+            "upload_bits": self._bits.copy(),
         }
         if self._oracle_in_info:
             info["oracle_energy_j"] = self._oracle[1][r]
