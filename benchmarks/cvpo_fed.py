@@ -83,15 +83,15 @@ def plot(paths: list[Path], out: Path) -> None:
     fig, (ax_e, ax_m) = plt.subplots(1, 2, figsize=(10, 3.5))
     for path in paths:
         data = json.loads(path.read_text())
-        steps = [p["steps"] for p in data["curve"]]
+        steps = [p["steps"] / 1000 for p in data["curve"]]
         ax_e.plot(steps, [p["energy_ratio"] for p in data["curve"]], marker="o", label=f"seed {data['seed']}")
         ax_m.plot(
             steps, [p["miss_per_step"] for p in data["curve"]], marker="o", label=f"seed {data['seed']}"
         )
     ax_e.axhline(1.15, color="g", ls="--", label="target 1.15")
     ax_m.axhline(0.05, color="k", ls="--", label="limit 0.05")
-    ax_e.set(xlabel="env steps", ylabel="energy / oracle (deterministic)")
-    ax_m.set(xlabel="env steps", ylabel="deadline misses per step")
+    ax_e.set(xlabel="env steps (thousands)", ylabel="energy / oracle (deterministic)")
+    ax_m.set(xlabel="env steps (thousands)", ylabel="deadline misses per step")
     ax_e.legend(fontsize=8)
     ax_m.legend(fontsize=8)
     fig.tight_layout()
