@@ -22,7 +22,6 @@ __all__ = [
     "RecordEpisodeCostStatistics",
     "SafetyGymnasiumAdapter",
     "SingleCostWrapper",
-    "cost_info",
     "get_cost_spec",
     "zero_cost_info",
 ]
@@ -86,14 +85,6 @@ class CostSpec:
         if values.size != self.num_costs:
             raise ValueError(f"expected {self.num_costs} limits for {self.names}, got {values.size}")
         return CostSpec(self.names, self.units, tuple(values.tolist()))
-
-
-def cost_info(costs: np.ndarray, inv_limits: np.ndarray) -> dict[str, Any]:
-    """The two cost entries of a step's info: raw ``costs`` and the scalar ``max_i costs_i/limit_i``.
-
-    ``inv_limits`` is ``1 / limits`` (precomputed by the env: this runs on the hot path).
-    """
-    return {"costs": costs, "cost": float(np.max(costs * inv_limits))}
 
 
 def zero_cost_info(spec: CostSpec) -> dict[str, Any]:
