@@ -49,7 +49,9 @@ def parse_env(spec: str) -> tuple[str, dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default = [i for i in gym.registry if i.startswith("edgegen/")] + [
-        "edgegen/FedDiffusion-v0:oracle_in_info=True"
+        "edgegen/FedDiffusion-v0:oracle_in_info=True",
+        "edgegen/MEG-v0:preset=fading",
+        "edgegen/MEG-v0:feature_noise=snr",
     ]
     parser.add_argument("--envs", nargs="+", default=default)
     parser.add_argument("--steps", type=int, default=20_000)

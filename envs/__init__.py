@@ -2,7 +2,7 @@
 
 >>> import gymnasium as gym, envs
 >>> sorted(i for i in gym.registry if i.startswith("edgegen/"))
-['edgegen/FedDiffusion-v0']
+['edgegen/FedDiffusion-v0', 'edgegen/MEG-v0']
 """
 
 from gymnasium.envs.registration import register
@@ -15,4 +15,10 @@ register(
     id="edgegen/FedDiffusion-v0",
     entry_point="envs.fed_diffusion.env:FedDiffusionEnv",
     max_episode_steps=50,
+)
+
+register(
+    id="edgegen/MEG-v0",
+    entry_point="envs.meg.env:MEGEnv",
+    max_episode_steps=64,
 )
