@@ -14,7 +14,8 @@ Off-policy, continuous actions, any number of constraints. Reads top to bottom:
 
 The episodic cost limit of constraint i, given per step as ``d_i`` over an episode of T steps, becomes
 the Q threshold ``thr_i = d_i (1 - gamma^T) / (1 - gamma)``: the discounted value of paying exactly the
-per-step limit for T steps (:func:`q_threshold`).
+per-step limit for T steps (:func:`q_threshold`). By default costs are first divided by their limits
+(``CVPOConfig.normalize_costs``), so ``d_i = 1`` in the critics' units.
 """
 
 from __future__ import annotations
@@ -108,6 +109,10 @@ class CVPOConfig:
     """gradient clipping of actor and critics"""
     episode_length: int | None = None
     """T for the Q threshold; default the env's max_episode_steps"""
+    normalize_costs: bool = True
+    """divide every cost by its per-step limit before the critics see it, so the thresholds are
+    ``(1 - gamma^T) / (1 - gamma)`` and the multipliers live on the reward's scale whatever the cost's
+    unit (MEG-v0's energy is ~900 J per step, FedDiffusion-v0's miss fraction ~0.05)"""
 
     def __post_init__(self) -> None:
         """Validate the fields."""
@@ -348,7 +353,11 @@ class CVPO:
         spec = get_cost_spec(self.env)
         self.cost_spec: CostSpec = spec if cost_limits is None else spec.with_limits(cost_limits)
         horizon = self.config.episode_length or _episode_length(self.env)
-        self.thresholds = q_threshold(self.cost_spec.limits_array, self.config.gamma, horizon)
+        limits = self.cost_spec.limits_array
+        self._cost_scale = (1.0 / limits if self.config.normalize_costs else np.ones_like(limits)).astype(
+            np.float32
+        )
+        self.thresholds = q_threshold(limits * self._cost_scale, self.config.gamma, horizon)
         self._build(int(np.prod(self.env.observation_space.shape)), int(np.prod(space.shape)))
         self.num_timesteps, self.num_updates = 0, 0
         self._logger: Logger | None = None
@@ -474,7 +483,15 @@ class CVPO:
                 if done:
                     next_obs[i] = np.asarray(infos[i]["terminal_observation"]).reshape(-1)
                     terminated[i] = float(not infos[i].get("TimeLimit.truncated", False))
-            self.buffer.add(obs.reshape(n_envs, -1), next_obs, actions, rewards, costs, terminated, dones)
+            self.buffer.add(
+                obs.reshape(n_envs, -1),
+                next_obs,
+                actions,
+                rewards,
+                costs * self._cost_scale,
+                terminated,
+                dones,
+            )
             self._last_obs = new_obs
             self.num_timesteps += n_envs
             episodes += self._track_episodes(rewards, costs, dones)
