@@ -185,6 +185,9 @@ def table_rows(results: dict[str, EvaluationResult]) -> tuple[list[str], list[li
         for n, u, lim in zip(spec.names, spec.units, spec.limits, strict=True)
     ]
     header += ["violation rate", "reward / oracle"]
+    random = results.get("random")
+    if oracle and random:  # 0 at the random policy, 1 at the oracle
+        header.append("normalised score")
     has_energy = all("energy_j" in r.metrics for r in results.values())
     if has_energy:
         header += ["energy per episode [J]", "energy / oracle"]
@@ -195,6 +198,9 @@ def table_rows(results: dict[str, EvaluationResult]) -> tuple[list[str], list[li
         row += [f"{s[f'cost_per_step/{n}']:.4g}" for n in spec.names]
         row.append(f"{s['violation_rate']:.2f}")
         row.append(f"{s['reward'] / oracle.summary()['reward']:.3f}" if oracle else "n/a")
+        if oracle and random:
+            low, high = random.summary()["reward"], oracle.summary()["reward"]
+            row.append(f"{(s['reward'] - low) / (high - low):.3f}")
         if has_energy:
             energy = float(np.mean(r.metrics["energy_j"]))
             row.append(f"{energy:.1f}")

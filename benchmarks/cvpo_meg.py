@@ -1,0 +1,111 @@
+"""CVPO on MEG-v0: learning curve of the normalised score and both average costs against their limits.
+
+Every --eval-every env steps the deterministic policy is evaluated on 20 seeded episodes (seeds
+10000-10019) beside the oracle and the random policy. Normalised score = (R - R_random) /
+(R_oracle - R_random); targets (issue 4): both costs within 2 % of their limits, score >= 0.9.
+
+    python benchmarks/cvpo_meg.py --seed 0 [--timesteps 60000] [--out benchmarks/out]
+    python benchmarks/cvpo_meg.py --plot benchmarks/out/cvpo_meg_seed*.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import torch as th
+
+import envs  # noqa: F401
+from agents import OraclePolicy, RandomPolicy, evaluate_policy_with_cost
+from agents.cvpo import CVPO, CVPOConfig
+
+ENV = "edgegen/MEG-v0"
+EVAL_SEED, EVAL_EPISODES = 10_000, 20
+
+
+def run(seed: int, timesteps: int, eval_every: int, updates_per_step: float, out: Path) -> None:
+    th.set_num_threads(1)
+    eval_env = gym.make(ENV)
+    limits = eval_env.unwrapped.cost_spec.limits_array
+    oracle = evaluate_policy_with_cost(OraclePolicy(eval_env), eval_env, EVAL_EPISODES, seed=EVAL_SEED)
+    random = evaluate_policy_with_cost(
+        RandomPolicy(eval_env.action_space, seed=0), eval_env, EVAL_EPISODES, seed=EVAL_SEED
+    )
+    r_oracle, r_random = oracle.summary()["reward"], random.summary()["reward"]
+    model = CVPO(gym.make(ENV), CVPOConfig(updates_per_step=updates_per_step), seed=seed)
+    curve, wall = [], 0.0
+    while model.num_timesteps < timesteps:
+        start = time.perf_counter()
+        model.learn(eval_every)
+        wall += time.perf_counter() - start
+        r = evaluate_policy_with_cost(model, eval_env, EVAL_EPISODES, seed=EVAL_SEED)
+        point = {
+            "steps": model.num_timesteps,
+            "score": (r.summary()["reward"] - r_random) / (r_oracle - r_random),
+            "cost_over_limit": (r.cost_per_step.mean(axis=0) / limits).tolist(),
+            "lambda": model.dual[1:].tolist(),
+        }
+        curve.append(point)
+        print(point, flush=True)
+    result = {
+        "seed": seed,
+        "timesteps": timesteps,
+        "oracle_reward": r_oracle,
+        "random_reward": r_random,
+        "oracle_cost_over_limit": (oracle.cost_per_step.mean(axis=0) / limits).tolist(),
+        "curve": curve,
+        "wall_s": wall,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"cvpo_meg_seed{seed}.json").write_text(json.dumps(result, indent=2))
+
+
+def plot(paths: list[Path], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_s, ax_c) = plt.subplots(1, 2, figsize=(10, 3.5))
+    for path in paths:
+        data = json.loads(path.read_text())
+        steps = [p["steps"] / 1000 for p in data["curve"]]
+        ax_s.plot(steps, [p["score"] for p in data["curve"]], marker="o", label=f"seed {data['seed']}")
+        for i, name in enumerate(("latency", "energy")):
+            ax_c.plot(
+                steps,
+                [p["cost_over_limit"][i] for p in data["curve"]],
+                marker="o",
+                ls="-" if i == 0 else ":",
+                label=f"{name}, seed {data['seed']}",
+            )
+    ax_s.axhline(0.9, color="g", ls="--", label="target 0.9")
+    ax_c.axhspan(0.98, 1.02, color="g", alpha=0.2, label="limit +-2 %")
+    ax_s.set(xlabel="env steps (thousands)", ylabel="normalised score (random 0, oracle 1)")
+    ax_c.set(xlabel="env steps (thousands)", ylabel="average cost / limit")
+    ax_s.legend(fontsize=8)
+    ax_c.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timesteps", type=int, default=60_000)
+    parser.add_argument("--eval-every", type=int, default=10_000)
+    parser.add_argument("--updates-per-step", type=float, default=0.2)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/out"))
+    parser.add_argument("--plot", type=Path, nargs="*")
+    args = parser.parse_args()
+    if args.plot:
+        plot(args.plot, args.out / "cvpo_meg.png")
+    else:
+        run(args.seed, args.timesteps, args.eval_every, args.updates_per_step, args.out)
+
+
+if __name__ == "__main__":
+    main()
