@@ -76,6 +76,14 @@ class FedDiffusionConfig:
     KKT solve per episode at reset (about 0.13 ms, ~20 % of the env's steps/s), so it is off by default;
     the oracle is then solved on the first ``oracle_action()`` / ``oracle_energy_j()`` call of an episode."""
 
+    backend: Literal["model", "live"] = "model"
+    """"model": the system model only; "live": every step also runs one real FedAvg round of a small
+    DDPM (``envs.backends.federated_ddpm``) with the bits in force, and reports its quality in info."""
+    live_quality_weight: float = 0.0
+    """With the live backend: reward -= weight x held-out denoising loss (0: energy only)."""
+    live_fd_every: int = 0
+    """With the live backend: Frechet distance every n rounds (0: only after the last round)."""
+
     def __post_init__(self) -> None:
         """Validate every field; raise ValueError naming the field and its allowed range."""
         for name in ("demanded_bits_choices", "demanded_bits"):
@@ -122,6 +130,14 @@ class FedDiffusionConfig:
             "finite",
         )
         _check(self.shadowing_std_db >= 0, "shadowing_std_db", self.shadowing_std_db, ">= 0")
+        _check(self.backend in ("model", "live"), "backend", self.backend, "'model' or 'live'")
+        _check(
+            math.isfinite(self.live_quality_weight) and self.live_quality_weight >= 0,
+            "live_quality_weight",
+            self.live_quality_weight,
+            ">= 0 (finite)",
+        )
+        _check(self.live_fd_every >= 0, "live_fd_every", self.live_fd_every, ">= 0")
         _check(0 < self.deadline_miss_limit <= 1, "deadline_miss_limit", self.deadline_miss_limit, "(0, 1]")
         _check(
             self.quantization in ("on_demand", "fixed", "none"),

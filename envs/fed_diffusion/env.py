@@ -77,6 +77,13 @@ class FedDiffusionEnv(gym.Env):
     ``power_w``, ``late``, ``upload_bits``; with ``oracle_in_info=True`` also ``oracle_energy_j`` (the
     optimum of this round), at the price of one oracle solve per episode (~20 % of the steps/s).
 
+    With ``backend="live"`` every step also runs one real FedAvg round of a small DDPM
+    (``envs.backends.federated_ddpm``: K devices, 16x16 shapes, updates quantized at the bits in force)
+    and adds ``live_train_loss``, ``live_heldout_loss``, ``live_quantization_error_sq`` and its
+    ``live_quantization_error_bound``, ``live_upload_bits``, and ``live_frechet_distance`` (after the
+    last round, or every ``live_fd_every`` rounds); ``live_quality_weight`` subtracts the weighted
+    held-out loss from the reward. A round takes a few seconds on 2 CPU cores.
+
     ## Starting State
 
     Per episode: distances ``U[min_distance_m, max_distance_m]``, shadowing ``N(0, 8 dB)``, data sizes
@@ -100,6 +107,7 @@ class FedDiffusionEnv(gym.Env):
     |-----------|------|---------|-------------|
     | preset | str | "default" | "default", "static" (path loss only) or "large" (K = 50) |
     | render_mode | str or None | None | "ansi" or "rgb_array" |
+    | backend | str | "model" | "live" also trains a small federated DDPM for real, one round per step |
     | **overrides | | | any field of ``FedDiffusionConfig`` (e.g. ``num_devices=20``) |
 
     >>> import gymnasium as gym, envs
@@ -220,6 +228,10 @@ class FedDiffusionEnv(gym.Env):
         self._obs[:, -1] = self._progress
         self._round = 0
         self._last_info = zero_cost_info(self.cost_spec)
+        if cfg.backend == "live":
+            from envs.backends.federated_ddpm import FederatedDDPM, FederatedDDPMConfig
+
+            self._live = FederatedDDPM(FederatedDDPMConfig(num_devices=k), seed=int(rng.integers(2**31 - 1)))
         info = {
             **self._last_info,
             "demanded_bits": demanded.copy(),
@@ -274,8 +286,25 @@ class FedDiffusionEnv(gym.Env):
         }
         if self._oracle_in_info:
             info["oracle_energy_j"] = self._oracle[1][r]
+        reward = -total / self._energy_scale_j
+        if self.config.backend == "live":
+            reward -= self._live_round(info, last=r + 1 >= self._num_rounds)
         self._last_info = info
-        return self._obs[r + 1].copy(), -total / self._energy_scale_j, False, r + 1 >= self._num_rounds, info
+        return self._obs[r + 1].copy(), reward, False, r + 1 >= self._num_rounds, info
+
+    def _live_round(self, info: dict[str, Any], last: bool) -> float:
+        """Run one real FedAvg round with the bits in force; quality into info; the reward's quality term."""
+        report = self._live.run_round(self._bits)
+        loss = self._live.heldout_loss()
+        info["live_train_loss"] = float(report.train_loss.mean())
+        info["live_heldout_loss"] = loss
+        info["live_quantization_error_sq"] = report.quantization_error_sq
+        info["live_quantization_error_bound"] = report.quantization_error_bound
+        info["live_upload_bits"] = report.upload_bits
+        every = self.config.live_fd_every
+        if last or (every and self._live.rounds % every == 0):
+            info["live_frechet_distance"] = self._live.frechet_distance()
+        return self.config.live_quality_weight * loss
 
     # -- oracle and baselines ---------------------------------------------------------------------
     def oracle_action(self) -> np.ndarray:
