@@ -2,7 +2,7 @@
 
 >>> import gymnasium as gym, envs
 >>> sorted(i for i in gym.registry if i.startswith("edgegen/"))
-['edgegen/FedDiffusion-v0', 'edgegen/MEG-v0']
+['edgegen/FedDiffusion-v0', 'edgegen/MEG-v0', 'edgegen/SFLAM-v0']
 """
 
 from gymnasium.envs.registration import register
@@ -21,4 +21,10 @@ register(
     id="edgegen/MEG-v0",
     entry_point="envs.meg.env:MEGEnv",
     max_episode_steps=64,
+)
+
+register(
+    id="edgegen/SFLAM-v0",
+    entry_point="envs.sflam.env:SFLAMEnv",
+    max_episode_steps=20,
 )

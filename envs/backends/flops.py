@@ -10,6 +10,8 @@ model and ``python -m envs.backends.flops`` rewrites the cache.
 | ddpm-cifar10      | UNet2DModel of google/ddpm-cifar10-32   | 3 x 32 x 32 image + timestep     |
 | sdxl-unet         | UNet2DConditionModel of SDXL base 1.0   | 4 x 128 x 128 latent, 77 tokens  |
 | sdxl-vae-decoder  | AutoencoderKL decoder of SDXL           | 4 x 128 x 128 latent -> 1024^2   |
+| vit-b16-device    | ViT-B/16 patch embedding (transformers) | 3 x 224 x 224 image              |
+| vit-b16-server    | ViT-B/16 blocks + norm + head           | 197 x 768 tokens ([CLS] + 196)   |
 """
 
 from __future__ import annotations
@@ -121,10 +123,50 @@ def _sdxl_vae_decoder() -> tuple[Any, Callable[[], Any], tuple[int, ...]]:
     return decoder, lambda: vae.decode(z).sample, tuple(z.shape)
 
 
+def _vit_b16_parts() -> tuple[Any, Any, Any]:
+    from transformers import ViTConfig, ViTForImageClassification
+
+    model = ViTForImageClassification(ViTConfig(num_labels=1000))  # ViT-B/16 at 224^2, ImageNet head
+    return model, model.vit.embeddings, model
+
+
+def _vit_b16_device() -> tuple[Any, Callable[[], Any], tuple[int, ...]]:
+    import torch
+
+    _, embeddings, _ = _vit_b16_parts()
+    patch = embeddings.patch_embeddings  # the device's part: the 16x16 patch projection
+    x = torch.empty(1, 3, 224, 224)
+    return patch, lambda: patch(x), tuple(x.shape)
+
+
+def _vit_b16_server() -> tuple[Any, Callable[[], Any], tuple[int, ...]]:
+    import torch
+
+    model, embeddings, _ = _vit_b16_parts()
+    # The server's part: position embeddings, 12 blocks, final norm, head. Its input (197 x 768 tokens,
+    # [CLS] included) needs a gradient: the server sends it back to the device.
+    h = torch.empty(1, 197, 768, requires_grad=True)
+
+    def forward() -> Any:
+        hidden = h + embeddings.position_embeddings
+        for layer in model.vit.layers:
+            hidden = layer(hidden)
+        return model.classifier(model.vit.layernorm(hidden)[:, 0])
+
+    server = torch.nn.ModuleList([*model.vit.layers, model.vit.layernorm, model.classifier])
+    return server, forward, tuple(h.shape)
+
+
 ARCHITECTURES: dict[str, tuple[Callable[[], tuple[Any, Callable[[], Any], tuple[int, ...]]], bool, str]] = {
     "ddpm-cifar10": (_ddpm_cifar10, True, "diffusers UNet2DModel, google/ddpm-cifar10-32 config"),
     "sdxl-unet": (_sdxl_unet, False, "diffusers UNet2DConditionModel, SDXL base 1.0 config, 1024^2"),
     "sdxl-vae-decoder": (_sdxl_vae_decoder, False, "diffusers AutoencoderKL decoder, SDXL, 1024^2"),
+    "vit-b16-device": (_vit_b16_device, True, "transformers ViT-B/16 patch embedding (device side), 224^2"),
+    "vit-b16-server": (
+        _vit_b16_server,
+        True,
+        "transformers ViT-B/16 blocks, norm, head (server), 197 tokens",
+    ),
 }
 """name -> (builder, whether training FLOPs are counted, description)."""
 

@@ -1,0 +1,270 @@
+"""SFLAM-v0: per-round bit-width, bandwidth and power of quantized split federated fine-tuning of a ViT."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from envs.cmdp import CostSpec, zero_cost_info
+from envs.rendering import cost_bar_chart
+from envs.sflam.config import SFLAMConfig, make_config
+from envs.sflam.system import RoundTables, fixed_latency_s, round_outcome_indexed
+from envs.wireless import channel_gain, path_loss_db_macro
+from solvers.sflam_bcd import rate_matching, solve_sflam_bcd
+
+__all__ = ["SFLAMEnv"]
+
+_MIN_POWER_SHARE = 1e-3
+_MIN_SHARE = 1e-9  # a zero weight starves the device (it never finishes) without dividing by zero
+_OBS_CLIP = 10.0
+# Bound ufunc reductions: cheaper per call than the ndarray methods on 30 values.
+_sum_reduce, _max_reduce, _min_reduce = np.add.reduce, np.maximum.reduce, np.minimum.reduce
+
+
+class SFLAMEnv(gym.Env):
+    """Split federated fine-tuning of ViT-B/16: per selected device, activation bits, bandwidth and power.
+
+    ## Description
+
+    N devices (50) hold data; every round M of them (10), drawn at random, fine-tune a ViT-B/16 split
+    at the patch embedding: each device runs the embedding on its batch (32 images), uploads the
+    197 x 768 activations per image stochastically quantized at b bits, the edge server runs the
+    blocks and the head forward and backward and returns the activation gradients, and the device
+    runs its backward. The band is cut into M resource blocks whose fading differs per device; the
+    env's scheduler gives each device a block (Hungarian matching on full-power, equal-share rates).
+    The agent picks, per selected device, the bit-width, its share of the uplink bandwidth and its
+    transmit power. FLOPs come from the real architecture (torch meta device).
+
+    ## Action Space
+
+    ``Box(-1, 1, (3M,), float32)``, ``u = (a + 1) / 2``; out-of-range values are clipped, NaN/inf raise.
+
+    | Num | Action | Maps to |
+    |-----|--------|---------|
+    | 3n | bit-width of device n | ``bits_choices[floor(5 u)]`` of (2, 4, 8, 16, 32) |
+    | 3n + 1 | bandwidth weight | share ``beta_n = u_n / sum u`` (floored at 1e-9; all zero: equal) |
+    | 3n + 2 | power share | ``p_n = max(u, 0.001) p_max`` |
+
+    ## Observation Space
+
+    ``Box(-10, 10, (2M + 1,), float32)``: per selected device its spectral efficiency on its block at
+    full power and an equal share (bit/s/Hz / 10), its fixed latency (compute, server, downlink) / T_max;
+    then the round progress.
+
+    ## Rewards
+
+    ``-(w_T T + w_E E + w_Q Q)``: round latency T (s), the selected devices' compute + upload energy E
+    (J), the mean per-value quantization variance bound Q; weights 1 / s, 0.5 / J, 50.
+
+    ## Costs
+
+    | Index | Name | Unit | Per-step limit |
+    |-------|------|------|----------------|
+    | 0 | round_latency_s | s | ``max_round_latency_s`` (2.5 s) |
+
+    ``info`` also holds ``latency_s`` (per device), ``energy_j``, ``quantization``, ``bits``,
+    ``share``, ``power_w``, ``block``, ``devices`` (the selected ids).
+
+    ## Starting State
+
+    Device distances ``U[50, 300]`` m and 6 dB shadowing per episode; per round the M selected devices
+    and the Rayleigh fading of every (device, block) pair; all drawn at ``reset``.
+
+    ## Episode End
+
+    Truncation after ``num_rounds`` (20) rounds; never terminates.
+
+    ## Oracle
+
+    ``oracle_action()``: block coordinate descent (``solvers.sflam_bcd``) over bits, power and bandwidth
+    with the env's block matching. ``baseline_action(name)``: "full_precision" (32 bits, equal shares,
+    full power), "fixed_8bit" (8 bits, equal shares, full power).
+
+    >>> import gymnasium as gym, envs
+    >>> env = gym.make("edgegen/SFLAM-v0")
+    >>> obs, info = env.reset(seed=0)
+    >>> obs.shape, info["costs"]
+    ((21,), array([0.]))
+
+    ## Version History
+
+    * v0: initial version.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
+    baseline_names: ClassVar[tuple[str, ...]] = ("full_precision", "fixed_8bit")
+
+    def __init__(
+        self,
+        preset: str = "default",
+        render_mode: str | None = None,
+        config: SFLAMConfig | None = None,
+        **overrides: Any,
+    ) -> None:
+        """Build the env from a preset plus overrides, or from a ready ``config``."""
+        if config is not None and overrides:
+            raise ValueError("pass either config or field overrides to SFLAMEnv, not both")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}"
+            )
+        self.config = cfg = config if config is not None else make_config(preset, **overrides)
+        self.render_mode = render_mode
+        m = cfg.selected_devices
+        self.cost_spec = CostSpec(("round_latency_s",), ("s",), (cfg.max_round_latency_s,))
+        self.action_space = spaces.Box(-1.0, 1.0, shape=(3 * m,), dtype=np.float32)
+        self.observation_space = spaces.Box(-_OBS_CLIP, _OBS_CLIP, shape=(2 * m + 1,), dtype=np.float32)
+        self._bits_choices = np.asarray(cfg.bits_choices)
+        self._n_bits = self._bits_choices.size
+        self._action_shape = (3 * m,)
+        self._equal_share = np.full(m, 1.0 / m)
+        self._max_power_w = cfg.max_power_w
+        self._tables = RoundTables.from_config(cfg)
+        self._inv_limit = 1.0 / cfg.max_round_latency_s
+        self._num_rounds = cfg.num_rounds
+        self._round = cfg.num_rounds
+        self._last_info: dict[str, Any] = zero_cost_info(self.cost_spec)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        """Draw the devices and every round's selection and fading."""
+        super().reset(seed=seed)
+        if options:
+            raise ValueError(f"SFLAM-v0 reset takes no options, got {sorted(options)}")
+        cfg, rng = self.config, self.np_random
+        n, m, rounds = cfg.num_devices, cfg.selected_devices, cfg.num_rounds
+        distance = rng.uniform(cfg.min_distance_m, cfg.max_distance_m, n)
+        loss_db = path_loss_db_macro(distance) + rng.normal(0.0, cfg.shadowing_std_db, n)
+        self._selected = np.argsort(rng.random((rounds, n)), axis=1)[:, :m]
+        fading = rng.exponential(1.0, (rounds, m, m))
+        self._block_gain = channel_gain(loss_db[self._selected][..., None], 0.0, fading)  # (R, M, M)
+        self._fixed_s = fixed_latency_s(cfg, channel_gain(loss_db[self._selected]))  # (R, M)
+        self._block = np.stack([rate_matching(cfg, g) for g in self._block_gain])  # (R, M)
+        gain = np.take_along_axis(self._block_gain, self._block[..., None], axis=2)[..., 0]
+        spectral = np.log2(1.0 + cfg.max_power_w * gain / (cfg.uplink_noise_w / m))
+        obs = np.zeros((rounds + 1, 2 * m + 1), dtype=np.float32)
+        obs[:rounds, 0 : 2 * m : 2] = spectral / 10.0
+        obs[:rounds, 1 : 2 * m : 2] = self._fixed_s / cfg.max_round_latency_s
+        obs[rounds, :-1] = obs[rounds - 1, :-1]
+        obs[:, -1] = np.arange(rounds + 1) / rounds
+        self._obs = np.clip(obs, -_OBS_CLIP, _OBS_CLIP)
+        self._gain = gain
+        self._gain_over_noise = gain / cfg.uplink_noise_w
+        self._round = 0
+        self._last_info = zero_cost_info(self.cost_spec)
+        return self._obs[0].copy(), {**self._last_info, "devices": self._selected[0].copy()}
+
+    def decisions(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(bits, bandwidth share, power W) of an action; ValueError on NaN/inf or a wrong shape."""
+        index, share, power = self._decode(action)
+        return self._bits_choices[index], share, power
+
+    def _decode(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        a = action if type(action) is np.ndarray else np.asarray(action, dtype=np.float64)
+        if a.shape != self._action_shape:
+            raise ValueError(f"SFLAM-v0 action must have shape {self._action_shape}, got {a.shape}")
+        # float(): comparing numpy scalars with Python floats is several times slower
+        if not (float(_max_reduce(a)) <= 1.0 and float(_min_reduce(a)) >= -1.0):  # NaN fails it
+            bad = np.flatnonzero(~np.isfinite(a))
+            if bad.size:
+                raise ValueError(f"SFLAM-v0 action has NaN/inf at entries {bad.tolist()}")
+            a = np.minimum(np.maximum(a, -1.0), 1.0)
+        u = a * 0.5
+        u += 0.5
+        index = (u[0::3] * self._n_bits).astype(np.int64)
+        np.minimum(index, self._n_bits - 1, out=index)
+        weight = u[1::3]
+        total = float(_sum_reduce(weight))
+        if total > 0:
+            share = weight * (1.0 / total)
+            np.maximum(share, _MIN_SHARE, out=share)
+        else:
+            share = self._equal_share.copy()
+        power = np.maximum(u[2::3], _MIN_POWER_SHARE)
+        power *= self._max_power_w
+        return index, share, power
+
+    def physical_to_action(self, bits: np.ndarray, share: np.ndarray, power_w: np.ndarray) -> np.ndarray:
+        """The Box(-1, 1) action that maps to these decisions."""
+        index = np.searchsorted(self._bits_choices, bits)
+        if np.any(index >= self._bits_choices.size) or np.any(self._bits_choices[index] != bits):
+            raise ValueError(f"bits must be in {self.config.bits_choices}, got {np.asarray(bits).tolist()}")
+        u = np.stack(
+            [
+                (index + 0.5) / self._bits_choices.size,
+                share / np.max(share),
+                power_w / self.config.max_power_w,
+            ],
+            axis=1,
+        )
+        return (2.0 * np.clip(u, 0.0, 1.0) - 1.0).reshape(-1).astype(np.float32)
+
+    def step(self, action: np.ndarray):
+        """Run one round with the decisions of ``action``."""
+        r = self._round
+        if r >= self.config.num_rounds:
+            raise RuntimeError("SFLAM-v0: no episode in progress; call reset() before step()")
+        index, share, power = self._decode(action)
+        latency_s, latency, energy, quant, objective = round_outcome_indexed(
+            self._tables, self._gain_over_noise[r], self._fixed_s[r], index, share, power
+        )
+        self._round = r + 1
+        info = {
+            "costs": np.array([latency]),
+            "cost": latency * self._inv_limit,
+            "latency_s": latency_s,
+            "energy_j": energy,
+            "quantization": quant,
+            "bits": self._bits_choices[index],
+            "share": share,
+            "power_w": power,
+            "block": self._block[r].copy(),
+            "devices": self._selected[r].copy(),
+        }
+        self._last_info = info
+        return self._obs[r + 1].copy(), -objective, False, r + 1 >= self._num_rounds, info
+
+    def oracle_action(self) -> np.ndarray:
+        """BCD's decisions for the current round (with the env's block matching)."""
+        r = self._check_in_episode()
+        sol = solve_sflam_bcd(self.config, self._block_gain[r], self._fixed_s[r], assignment=self._block[r])
+        return self.physical_to_action(sol.bits, sol.share, sol.power_w)
+
+    def baseline_action(self, name: str) -> np.ndarray:
+        """Baseline action: "full_precision" (32 bits) or "fixed_8bit", equal shares, full power."""
+        self._check_in_episode()
+        m = self.config.selected_devices
+        bits = {"full_precision": 32, "fixed_8bit": 8}.get(name)
+        if bits is None:
+            raise ValueError(f"unknown SFLAM-v0 baseline {name!r}; choose one of {self.baseline_names}")
+        return self.physical_to_action(
+            np.full(m, bits), np.full(m, 1.0 / m), np.full(m, self.config.max_power_w)
+        )
+
+    def round_data(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(block gains (M, M), fixed latencies (M,), the scheduler's blocks (M,)) of the current round."""
+        r = self._check_in_episode()
+        return self._block_gain[r].copy(), self._fixed_s[r].copy(), self._block[r].copy()
+
+    def _check_in_episode(self) -> int:
+        if self._round >= self.config.num_rounds:
+            raise RuntimeError("SFLAM-v0: no episode in progress; call reset() first")
+        return self._round
+
+    def render(self) -> str | np.ndarray | None:
+        """Render: "ansi" one line; "rgb_array" the round latency against T_max."""
+        if self.render_mode is None:
+            gym.logger.warn("SFLAM-v0.render() called without a render_mode; set render_mode in make()")
+            return None
+        info = self._last_info
+        if self.render_mode == "ansi":
+            if "bits" not in info:
+                return f"round {self._round}/{self.config.num_rounds}  (no round yet)"
+            return (
+                f"round {self._round}/{self.config.num_rounds}  latency {info['costs'][0]:.2f} s "
+                f"(limit {self.config.max_round_latency_s:g})  energy {info['energy_j']:.2f} J  "
+                f"bits {info['bits'].tolist()}"
+            )
+        return cost_bar_chart(info["costs"], self.cost_spec.limits_array)

@@ -1,0 +1,171 @@
+"""SFLAM-v0 system model: latency, energy and quantization error of one split-learning round.
+
+Pure, vectorised numpy functions (leading batch axes broadcast), shared by the env, the BCD oracle
+and its brute-force check. Per selected device n, on the resource block it is matched to:
+
+- device compute (patch embedding, forward + backward): ``C / f`` s and ``kappa C f^2`` J;
+- uplink of ``S_n = V b_n + 64`` bits (V activations at b_n bits, one min-max header) at
+  ``r_n = beta_n B log2(1 + p_n g_n / (beta_n B N0))`` with bandwidth share beta_n and power p_n;
+- server compute (blocks + head, forward + backward) with the server's throughput split M ways;
+- downlink of the activation gradients (V values at 32 bits) on the device's downlink band.
+
+Round latency = max over devices; energy = sum of device compute and uplink energy; the
+quantization term is the mean over devices of the per-value variance bound ``A^2 / (4 (2^b - 1)^2)``.
+Objective (to minimise) ``w_T T + w_E E + w_Q Q``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from envs.sflam.config import SFLAMConfig
+
+__all__ = [
+    "RoundOutcome",
+    "RoundTables",
+    "equal_share_rates_bps",
+    "fixed_latency_s",
+    "quantization_term",
+    "round_outcome",
+    "uplink_rate_bps",
+    "upload_bits",
+]
+
+
+def upload_bits(config: SFLAMConfig, bits: ArrayLike) -> np.ndarray:
+    """Bits a device uploads per round at activation bit-width ``bits`` (a 64-bit range header if < 32)."""
+    b = np.asarray(bits, dtype=np.float64)
+    return config.activation_values * b + 64.0 * (b < 32)
+
+
+def quantization_term(config: SFLAMConfig, bits: ArrayLike) -> np.ndarray:
+    """Mean over the last axis of the per-value variance bound ``A^2 / (4 (2^b - 1)^2)`` (0 at 32 bits)."""
+    b = np.asarray(bits, dtype=np.float64)
+    per_device = (b < 32) * (config.activation_range**2 / 4.0) / (np.exp2(b) - 1.0) ** 2
+    return np.add.reduce(per_device, axis=-1) / per_device.shape[-1]
+
+
+def uplink_rate_bps(config: SFLAMConfig, share: ArrayLike, power_w: ArrayLike, gain: ArrayLike) -> np.ndarray:
+    """``beta B log2(1 + p g / (beta B N0))`` for bandwidth share beta (> 0) of the uplink."""
+    share = np.asarray(share, dtype=np.float64)
+    snr = np.asarray(power_w, dtype=np.float64) * np.asarray(gain) / (share * config.uplink_noise_w)
+    return share * config.uplink_bandwidth_hz * np.log2(1.0 + snr)
+
+
+def equal_share_rates_bps(config: SFLAMConfig, block_gain: np.ndarray) -> np.ndarray:
+    """Rates of every device on every block at full power and an equal bandwidth share, (..., M, M)."""
+    m = block_gain.shape[-1]
+    return uplink_rate_bps(config, 1.0 / m, config.max_power_w, block_gain)
+
+
+def fixed_latency_s(config: SFLAMConfig, downlink_gain: ArrayLike) -> np.ndarray:
+    """The latency the decisions do not change: device compute + server compute + downlink, per device."""
+    gain = np.asarray(downlink_gain, dtype=np.float64)
+    compute = config.device_cycles / config.device_frequency_hz
+    server = config.selected_devices * config.server_flops / config.server_flops_per_s
+    rate = config.downlink_bandwidth_hz * np.log2(
+        1.0 + config.server_power_w * gain / config.downlink_noise_w
+    )
+    downlink = config.activation_values * config.gradient_bits / rate
+    return compute + server + downlink
+
+
+@dataclass(frozen=True)
+class RoundOutcome:
+    """Per-device and round totals of one round (arrays broadcast over leading batch axes)."""
+
+    latency_s: np.ndarray
+    round_latency_s: np.ndarray
+    upload_time_s: np.ndarray
+    energy_j: np.ndarray
+    upload_energy_j: np.ndarray
+    quantization: np.ndarray
+    objective: np.ndarray
+
+
+def round_outcome(
+    config: SFLAMConfig,
+    gain: ArrayLike,
+    fixed_s: ArrayLike,
+    bits: ArrayLike,
+    share: ArrayLike,
+    power_w: ArrayLike,
+) -> RoundOutcome:
+    """Evaluate one round: ``gain`` is each device's gain on its matched block, the rest its decisions.
+
+    Shares must be > 0 (a device with no bandwidth never finishes; the env floors shares at 1e-9).
+    """
+    upload = upload_bits(config, bits) / uplink_rate_bps(config, share, power_w, gain)
+    latency = fixed_s + upload
+    compute_energy = config.kappa * config.device_cycles * config.device_frequency_hz**2
+    upload_energy = power_w * upload
+    energy = np.add.reduce(compute_energy + upload_energy, axis=-1)
+    round_latency = np.maximum.reduce(latency, axis=-1)
+    quant = quantization_term(config, bits)
+    objective = (
+        config.latency_weight * round_latency
+        + config.energy_weight * energy
+        + config.quantization_weight * quant
+    )
+    return RoundOutcome(latency, round_latency, upload, energy, upload_energy, quant, objective)
+
+
+@dataclass(frozen=True)
+class RoundTables:
+    """Per-bit-width constants of :func:`round_outcome`, for the env's per-step evaluation.
+
+    ``round_outcome_indexed(tables, ...)`` equals ``round_outcome(config, ...)`` (tested); it takes the
+    index of each device's bit-width in ``config.bits_choices`` and ``gain / (B N0)``.
+    """
+
+    upload_bits: np.ndarray
+    quantization: np.ndarray
+    bandwidth_over_ln2: float
+    compute_energy_j: float
+    latency_weight: float
+    energy_weight: float
+    quantization_weight: float
+
+    @classmethod
+    def from_config(cls, config: SFLAMConfig) -> RoundTables:
+        """Tables of ``config``."""
+        choices = np.asarray(config.bits_choices)
+        return cls(
+            upload_bits=upload_bits(config, choices),
+            quantization=(choices < 32) * (config.activation_range**2 / 4.0) / (np.exp2(choices) - 1.0) ** 2,
+            bandwidth_over_ln2=config.uplink_bandwidth_hz / np.log(2.0),
+            compute_energy_j=config.kappa * config.device_cycles * config.device_frequency_hz**2,
+            latency_weight=config.latency_weight,
+            energy_weight=config.energy_weight,
+            quantization_weight=config.quantization_weight,
+        )
+
+
+def round_outcome_indexed(
+    tables: RoundTables,
+    gain_over_noise: np.ndarray,
+    fixed_s: np.ndarray,
+    bits_index: np.ndarray,
+    share: np.ndarray,
+    power_w: np.ndarray,
+) -> tuple[np.ndarray, float, float, float, float]:
+    """One round of M devices: (latency per device, round latency, energy, quantization, objective)."""
+    rate = power_w * gain_over_noise
+    rate /= share
+    rate = np.log1p(rate)
+    rate *= share
+    upload = tables.upload_bits[bits_index] / rate
+    upload *= 1.0 / tables.bandwidth_over_ln2
+    latency = fixed_s + upload
+    round_latency = float(np.maximum.reduce(latency))
+    energy = tables.compute_energy_j * latency.size + float(np.add.reduce(power_w * upload))
+    quant = float(np.add.reduce(tables.quantization[bits_index])) / latency.size
+    objective = (
+        tables.latency_weight * round_latency
+        + tables.energy_weight * energy
+        + tables.quantization_weight * quant
+    )
+    return latency, round_latency, energy, quant, objective

@@ -1,0 +1,229 @@
+"""SFLAM-v0: system model by hand, env contract, and the BCD oracle against brute force."""
+
+import itertools
+import pickle
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import envs  # noqa: F401
+from envs.backends.flops import get_count
+from envs.sflam.config import SFLAMConfig, make_config
+from envs.sflam.system import fixed_latency_s, round_outcome, upload_bits
+from envs.wireless import channel_gain, path_loss_db_macro
+from solvers.sflam_bcd import solve_sflam_bcd
+
+ID = "edgegen/SFLAM-v0"
+
+
+def test_round_outcome_by_hand():
+    cfg = make_config()
+    gain, dl_gain = np.array([1e-10, 3e-11]), np.array([2e-10, 5e-11])
+    fixed = fixed_latency_s(cfg, dl_gain)
+    values = 32 * 197 * 768
+    cycles = 32 * get_count("vit-b16-device").training_flops / 128
+    n0 = 10 ** (-174 / 10) * 1e-3
+    for n in range(2):
+        downlink = values * 32 / (20e6 * np.log2(1 + 1.0 * dl_gain[n] / (n0 * 20e6)))
+        server = 10 * 32 * get_count("vit-b16-server").training_flops / 100e12
+        assert fixed[n] == pytest.approx(cycles / 2e9 + server + downlink, rel=1e-12)
+    bits, share, power = np.array([4, 32]), np.array([0.3, 0.5]), np.array([0.1, 0.2])
+    out = round_outcome(cfg, gain, fixed, bits, share, power)
+    rate = share * 20e6 * np.log2(1 + power * gain / (share * 20e6 * n0))
+    up = np.array([values * 4 + 64, values * 32]) / rate
+    assert np.allclose(out.upload_time_s, up, rtol=1e-12)
+    assert out.round_latency_s == pytest.approx(np.max(fixed + up))
+    energy = 2 * 1e-28 * cycles * 4e18 + np.sum(power * up)
+    assert out.energy_j == pytest.approx(energy, rel=1e-12)
+    quant = (16 / (4 * 15**2) + 0.0) / 2  # A = 4: A^2 / (4 (2^b - 1)^2), 0 at 32 bits
+    assert out.quantization == pytest.approx(quant)
+    assert out.objective == pytest.approx(0.2 * out.round_latency_s + 0.5 * energy + 50 * quant)
+    assert upload_bits(cfg, 32) == values * 32
+
+
+def _instance(cfg, seed):
+    rng = np.random.default_rng(seed)
+    m = cfg.selected_devices
+    loss = path_loss_db_macro(rng.uniform(cfg.min_distance_m, cfg.max_distance_m, m)) + rng.normal(0, 6, m)
+    return channel_gain(loss[:, None], 0.0, rng.exponential(1.0, (m, m))), fixed_latency_s(
+        cfg, channel_gain(loss)
+    )
+
+
+def brute_force(cfg, block_gain, fixed, share_steps=20, t_points=300):
+    """Every bits combination, matching, bandwidth split on a grid and round latency on a grid; the power
+    of each device is the least that uploads within the round (more power only costs energy)."""
+    m = block_gain.shape[0]
+    bits = np.array(list(itertools.product(cfg.bits_choices, repeat=m)))
+    splits = np.array(
+        [c for c in itertools.product(range(1, share_steps), repeat=m) if sum(c) == share_steps]
+    )
+    share = splits / share_steps
+    t_round = np.linspace(fixed.max() + 1e-4, cfg.max_round_latency_s, t_points)
+    tau = t_round[:, None] - fixed[None, :]  # upload time budget (T, m)
+    compute_energy = m * cfg.kappa * cfg.device_cycles * cfg.device_frequency_hz**2
+    best = np.inf
+    for perm in itertools.permutations(range(m)):
+        k = cfg.uplink_noise_w / block_gain[np.arange(m), perm]
+        for b in bits:
+            s_bits = upload_bits(cfg, b)
+            with np.errstate(over="ignore"):
+                power = (
+                    k
+                    * share[:, None, :]
+                    * np.expm1(s_bits * np.log(2) / (share[:, None, :] * cfg.uplink_bandwidth_hz * tau[None]))
+                )
+            energy = compute_energy + np.sum(power * tau[None], axis=-1)
+            ok = np.all(power <= cfg.max_power_w, axis=-1)
+            quant = np.mean(np.where(b >= 32, 0.0, cfg.activation_range**2 / (4 * (2.0**b - 1) ** 2)))
+            value = (
+                cfg.latency_weight * t_round[None]
+                + cfg.energy_weight * energy
+                + cfg.quantization_weight * quant
+            )
+            if ok.any():
+                best = min(best, float(value[ok].min()))
+    return best
+
+
+def _bcd_vs_brute_force(n_instances):
+    cfg = make_config("small")
+    ratios = []
+    for seed in range(n_instances):
+        gain, fixed = _instance(cfg, seed)
+        reference = brute_force(cfg, gain, fixed)
+        if not np.isfinite(reference):
+            continue
+        sol = solve_sflam_bcd(cfg, gain, fixed)
+        assert sol.round_latency_s <= cfg.max_round_latency_s * (1 + 1e-6)
+        history = np.array(sol.history)
+        assert np.all(np.diff(history) <= 1e-9 * np.abs(history[:-1]) + 1e-12)  # BCD never goes up
+        ratios.append(sol.objective / reference)
+    return np.array(ratios)
+
+
+def test_bcd_within_one_percent_of_brute_force_on_small_instances():
+    ratios = _bcd_vs_brute_force(5)
+    assert ratios.size >= 4
+    assert np.mean(ratios <= 1.01) >= 0.75
+
+
+@pytest.mark.slow
+def test_bcd_within_one_percent_of_brute_force_on_100_instances():
+    ratios = _bcd_vs_brute_force(100)
+    assert np.mean(ratios <= 1.01) >= 0.95, f"worst {ratios.max():.4f}"
+
+
+@pytest.mark.parametrize("render_mode", [None, "ansi", "rgb_array"])
+def test_env_checkers_pass_without_warnings(render_mode):
+    env = gym.make(ID, render_mode=render_mode)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(env.unwrapped)
+        sb3_check_env(env.unwrapped)
+
+
+def test_seeded_episodes_repeat_and_reward_is_minus_the_objective():
+    def rollout(seed):
+        env = gym.make(ID)
+        env.reset(seed=seed)
+        rng = np.random.default_rng(0)
+        return [env.step(rng.uniform(-1, 1, 30).astype(np.float32)) for _ in range(20)]
+
+    a, b = rollout(3), rollout(3)
+    for x, y in zip(a, b, strict=True):
+        assert x[1] == y[1] and np.array_equal(x[0], y[0]) and np.array_equal(x[4]["costs"], y[4]["costs"])
+    assert a[-1][3] and not a[-2][3]  # truncates after 20 rounds
+    assert rollout(4)[0][1] != a[0][1]
+    env = gym.make(ID).unwrapped
+    env.reset(seed=0)
+    gain, fixed, block = env.round_data()
+    _, reward, _, _, info = env.step(env.baseline_action("fixed_8bit"))
+    out = round_outcome(
+        env.config,
+        gain[np.arange(10), block],
+        fixed,
+        np.full(10, 8),
+        np.full(10, 0.1),
+        np.full(10, env.config.max_power_w),
+    )
+    assert reward == pytest.approx(-float(out.objective), rel=1e-5)
+    assert info["costs"][0] == pytest.approx(float(out.round_latency_s), rel=1e-5)
+
+
+def test_oracle_beats_baselines_and_meets_the_limit():
+    env = gym.make(ID).unwrapped
+    totals = {}
+    for policy in ("oracle", "fixed_8bit", "full_precision"):
+        env.reset(seed=1)
+        values, latency = [], []
+        for _ in range(3):
+            action = env.oracle_action() if policy == "oracle" else env.baseline_action(policy)
+            _, r, _, _, info = env.step(action)
+            values.append(r)
+            latency.append(info["costs"][0])
+        totals[policy] = (np.mean(values), np.max(latency))
+    assert totals["oracle"][0] > totals["fixed_8bit"][0] > totals["full_precision"][0]
+    assert totals["oracle"][1] <= 2.5 * (1 + 1e-4)
+
+
+@pytest.mark.parametrize(
+    ("action", "match"),
+    [(np.full(30, np.nan), r"NaN/inf at entries \[0, 1"), (np.zeros(29), r"must have shape \(30,\)")],
+)
+def test_bad_actions_raise(action, match):
+    env = gym.make(ID).unwrapped
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=f"SFLAM-v0 action.*{match}"):
+        env.step(action)
+
+
+def test_action_mapping_round_trip_and_clipping():
+    env = gym.make(ID).unwrapped
+    env.reset(seed=0)
+    bits, share, power = np.array([2, 4, 8, 16, 32] * 2), np.linspace(1, 2, 10), np.linspace(0.01, 0.19, 10)
+    share = share / share.sum()
+    got = env.decisions(env.physical_to_action(bits, share, power))
+    assert np.array_equal(got[0], bits)
+    np.testing.assert_allclose(got[1], share, rtol=1e-6)
+    np.testing.assert_allclose(got[2], power, rtol=1e-6)
+    clone = pickle.loads(pickle.dumps(env))
+    a = np.random.default_rng(0).uniform(-3, 3, 30)
+    assert env.step(a)[1] == clone.step(np.clip(a, -1, 1))[1]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("selected_devices", 60, r"selected_devices must be an integer in \[1, num_devices=50\]"),
+        ("bits_choices", (8, 4), "bits_choices must be increasing distinct integers"),
+        ("max_round_latency_s", 0.0, "max_round_latency_s must be finite and > 0"),
+        ("max_power_dbm", 70.0, r"max_power_dbm must be in \[-30, 50\] dBm"),
+    ],
+)
+def test_bad_config_values_name_the_field(field, value, match):
+    with pytest.raises(ValueError, match=f"SFLAMConfig.{match}"):
+        SFLAMConfig(**{field: value})
+
+
+def test_indexed_outcome_equals_the_general_model():
+    from envs.sflam.system import RoundTables, round_outcome_indexed
+
+    cfg = make_config()
+    rng = np.random.default_rng(2)
+    gain, fixed = rng.uniform(1e-12, 1e-9, 10), rng.uniform(0.5, 1.5, 10)
+    index = rng.integers(0, 5, 10)
+    share, power = rng.dirichlet(np.ones(10)), rng.uniform(0.01, 0.19, 10)
+    bits = np.asarray(cfg.bits_choices)[index]
+    ref = round_outcome(cfg, gain, fixed, bits, share, power)
+    latency, t, e, q, obj = round_outcome_indexed(
+        RoundTables.from_config(cfg), gain / cfg.uplink_noise_w, fixed, index, share, power
+    )
+    np.testing.assert_allclose(latency, ref.latency_s, rtol=1e-12)
+    assert (t, e, q, obj) == pytest.approx(
+        (ref.round_latency_s, ref.energy_j, ref.quantization, ref.objective)
+    )
