@@ -14,8 +14,8 @@ Off-policy, continuous actions, any number of constraints. Reads top to bottom:
 
 The episodic cost limit of constraint i, given per step as ``d_i`` over an episode of T steps, becomes
 the Q threshold ``thr_i = d_i (1 - gamma^T) / (1 - gamma)``: the discounted value of paying exactly the
-per-step limit for T steps (:func:`q_threshold`). By default costs are first divided by their limits
-(``CVPOConfig.normalize_costs``), so ``d_i = 1`` in the critics' units.
+per-step limit for T steps (:func:`q_threshold`). With ``CVPOConfig.normalize_costs`` costs are first
+divided by their limits, so ``d_i = 1`` in the critics' units.
 """
 
 from __future__ import annotations
@@ -109,10 +109,11 @@ class CVPOConfig:
     """gradient clipping of actor and critics"""
     episode_length: int | None = None
     """T for the Q threshold; default the env's max_episode_steps"""
-    normalize_costs: bool = True
+    normalize_costs: bool = False
     """divide every cost by its per-step limit before the critics see it, so the thresholds are
-    ``(1 - gamma^T) / (1 - gamma)`` and the multipliers live on the reward's scale whatever the cost's
-    unit (MEG-v0's energy is ~900 J per step, FedDiffusion-v0's miss fraction ~0.05)"""
+    ``(1 - gamma^T) / (1 - gamma)`` whatever the cost's unit. Off by default: on FedDiffusion-v0 it
+    made the multipliers sit at their cap longer (energy 1.70x the oracle at 80k steps against 1.38x
+    without; BENCHMARKS.md)"""
 
     def __post_init__(self) -> None:
         """Validate the fields."""

@@ -71,6 +71,11 @@ class SFLAMConfig:
     """w_Q: reward weight of the mean per-value quantization variance bound."""
     max_round_latency_s: float = 2.5
     """T_max: per-round latency limit (s)."""
+    backend: str = "model"
+    """"model": the system model only; "live": every step also trains the tiny split ViT for one real
+    round (``envs.backends.split_vit``, digits) with the selected devices and bits, accuracy in info."""
+    live_alpha: float = 0.5
+    """With the live backend: Dirichlet concentration of the digits split over the N devices."""
 
     def __post_init__(self) -> None:
         """Validate every field; raise ValueError naming the field and its allowed range."""
@@ -128,6 +133,13 @@ class SFLAMConfig:
         for name in ("latency_weight", "energy_weight", "quantization_weight"):
             value = getattr(self, name)
             _check(math.isfinite(value) and value >= 0, name, value, "finite and >= 0")
+        _check(self.backend in ("model", "live"), "backend", self.backend, "'model' or 'live'")
+        _check(
+            math.isfinite(self.live_alpha) and self.live_alpha > 0,
+            "live_alpha",
+            self.live_alpha,
+            "finite, > 0",
+        )
         for name in ("device_model", "server_model"):
             get_count(getattr(self, name))  # ValueError naming the missing architecture
 

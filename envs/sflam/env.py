@@ -66,7 +66,9 @@ class SFLAMEnv(gym.Env):
     | 0 | round_latency_s | s | ``max_round_latency_s`` (2.5 s) |
 
     ``info`` also holds ``latency_s`` (per device), ``energy_j``, ``quantization``, ``bits``,
-    ``share``, ``power_w``, ``block``, ``devices`` (the selected ids).
+    ``share``, ``power_w``, ``block``, ``devices`` (the selected ids); with ``backend="live"`` also
+    ``live_train_loss`` and ``live_accuracy`` of a tiny split ViT trained for real on scikit-learn's
+    digits, one round per step, with the selected devices and their bit-widths.
 
     ## Starting State
 
@@ -154,6 +156,10 @@ class SFLAMEnv(gym.Env):
         self._gain_over_noise = gain / cfg.uplink_noise_w
         self._round = 0
         self._last_info = zero_cost_info(self.cost_spec)
+        if cfg.backend == "live":
+            from envs.backends.split_vit import SplitFederatedViT
+
+            self._live = SplitFederatedViT(n, alpha=cfg.live_alpha, seed=int(rng.integers(2**31 - 1)))
         return self._obs[0].copy(), {**self._last_info, "devices": self._selected[0].copy()}
 
     def decisions(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -223,6 +229,10 @@ class SFLAMEnv(gym.Env):
             "block": self._block[r].copy(),
             "devices": self._selected[r].copy(),
         }
+        if self.config.backend == "live":
+            report = self._live.run_round(self._selected[r].tolist(), info["bits"].tolist())
+            info["live_train_loss"] = float(report.train_loss.mean())
+            info["live_accuracy"] = self._live.accuracy()
         self._last_info = info
         return self._obs[r + 1].copy(), -objective, False, r + 1 >= self._num_rounds, info
 
