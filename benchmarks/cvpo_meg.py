@@ -26,7 +26,9 @@ ENV = "edgegen/MEG-v0"
 EVAL_SEED, EVAL_EPISODES = 10_000, 20
 
 
-def run(seed: int, timesteps: int, eval_every: int, updates_per_step: float, out: Path) -> None:
+def run(
+    seed: int, timesteps: int, eval_every: int, updates_per_step: float, out: Path, episode_length: int | None
+) -> None:
     th.set_num_threads(1)
     eval_env = gym.make(ENV)
     limits = eval_env.unwrapped.cost_spec.limits_array
@@ -35,7 +37,8 @@ def run(seed: int, timesteps: int, eval_every: int, updates_per_step: float, out
         RandomPolicy(eval_env.action_space, seed=0), eval_env, EVAL_EPISODES, seed=EVAL_SEED
     )
     r_oracle, r_random = oracle.summary()["reward"], random.summary()["reward"]
-    model = CVPO(gym.make(ENV), CVPOConfig(updates_per_step=updates_per_step), seed=seed)
+    config = CVPOConfig(updates_per_step=updates_per_step, episode_length=episode_length)
+    model = CVPO(gym.make(ENV), config, seed=seed)
     curve, wall = [], 0.0
     while model.num_timesteps < timesteps:
         start = time.perf_counter()
@@ -53,6 +56,7 @@ def run(seed: int, timesteps: int, eval_every: int, updates_per_step: float, out
     result = {
         "seed": seed,
         "timesteps": timesteps,
+        "episode_length": episode_length,
         "oracle_reward": r_oracle,
         "random_reward": r_random,
         "oracle_cost_over_limit": (oracle.cost_per_step.mean(axis=0) / limits).tolist(),
@@ -100,11 +104,17 @@ def main() -> None:
     parser.add_argument("--updates-per-step", type=float, default=0.2)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out"))
     parser.add_argument("--plot", type=Path, nargs="*")
+    parser.add_argument(
+        "--episode-length",
+        type=int,
+        default=None,
+        help="T of the Q threshold (large: infinite-horizon threshold)",
+    )
     args = parser.parse_args()
     if args.plot:
         plot(args.plot, args.out / "cvpo_meg.png")
     else:
-        run(args.seed, args.timesteps, args.eval_every, args.updates_per_step, args.out)
+        run(args.seed, args.timesteps, args.eval_every, args.updates_per_step, args.out, args.episode_length)
 
 
 if __name__ == "__main__":

@@ -227,3 +227,32 @@ def test_indexed_outcome_equals_the_general_model():
     assert (t, e, q, obj) == pytest.approx(
         (ref.round_latency_s, ref.energy_j, ref.quantization, ref.objective)
     )
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_vector_envs_match_single_envs_and_reset_with_zero_costs(mode):
+    from gymnasium.vector import AutoresetMode
+
+    vec = gym.make_vec(
+        ID,
+        num_envs=2,
+        vectorization_mode=mode,
+        vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+        num_rounds=2,
+        max_episode_steps=2,
+    )
+    singles = [gym.make(ID, num_rounds=2).unwrapped for _ in range(2)]
+    vec.reset(seed=[7, 8])
+    for env, seed in zip(singles, [7, 8], strict=True):
+        env.reset(seed=seed)
+    actions = np.random.default_rng(0).uniform(-1, 1, (4, 2, 30)).astype(np.float32)
+    for a in actions:
+        _, rewards, _, trunc, infos = vec.step(a)
+        for i, env in enumerate(singles):
+            _, reward, _, done, info = env.step(a[i])
+            assert rewards[i] == pytest.approx(reward)
+            if done:
+                assert trunc[i] and infos["final_info"]["costs"][i][0] == pytest.approx(info["costs"][0])
+                assert infos["costs"][i][0] == 0.0
+                env.reset()
+    vec.close()
