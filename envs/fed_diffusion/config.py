@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
 from envs.backends.flops import get_count
+from envs.presets import config_from_preset
 from envs.wireless import dbm_to_w, noise_power_w, path_loss_db_macro, shannon_rate_bps
 
 __all__ = ["PRESETS", "FedDiffusionConfig", "make_config"]
@@ -235,10 +236,4 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def make_config(preset: str = "default", **overrides: Any) -> FedDiffusionConfig:
     """Build a config from a preset name plus field overrides."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown FedDiffusion-v0 preset {preset!r}; choose one of {sorted(PRESETS)}")
-    known = {f.name for f in fields(FedDiffusionConfig)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ValueError(f"unknown FedDiffusionConfig field(s) {unknown}; known fields: {sorted(known)}")
-    return FedDiffusionConfig(**{**PRESETS[preset], **overrides})
+    return config_from_preset(FedDiffusionConfig, PRESETS, "FedDiffusion-v0", preset, overrides)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal
 
 from envs.backends.flops import get_count
 from envs.meg.cost_model import ComputeModel
+from envs.presets import config_from_preset
 from envs.wireless import dbm_to_w
 
 __all__ = ["PRESETS", "MEGConfig", "make_config"]
@@ -215,10 +216,4 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def make_config(preset: str = "paper", **overrides: Any) -> MEGConfig:
     """Build a config from a preset name plus field overrides."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown MEG-v0 preset {preset!r}; choose one of {sorted(PRESETS)}")
-    known = {f.name for f in fields(MEGConfig)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ValueError(f"unknown MEGConfig field(s) {unknown}; known fields: {sorted(known)}")
-    return MEGConfig(**{**PRESETS[preset], **overrides})
+    return config_from_preset(MEGConfig, PRESETS, "MEG-v0", preset, overrides)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 from envs.backends.flops import get_count
+from envs.presets import config_from_preset
 from envs.wireless import dbm_to_w, noise_power_w
 
 __all__ = ["PRESETS", "SFLAMConfig", "make_config"]
@@ -194,10 +195,4 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def make_config(preset: str = "default", **overrides: Any) -> SFLAMConfig:
     """Build a config from a preset name plus field overrides."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown SFLAM-v0 preset {preset!r}; choose one of {sorted(PRESETS)}")
-    known = {f.name for f in fields(SFLAMConfig)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ValueError(f"unknown SFLAMConfig field(s) {unknown}; known fields: {sorted(known)}")
-    return SFLAMConfig(**{**PRESETS[preset], **overrides})
+    return config_from_preset(SFLAMConfig, PRESETS, "SFLAM-v0", preset, overrides)
