@@ -1,4 +1,4 @@
-"""Shared by every env's config module: a frozen config dataclass from a named preset plus overrides."""
+"""Shared by every env: its config from a named preset plus overrides, and the constructor's argument checks."""
 
 from __future__ import annotations
 
@@ -25,3 +25,18 @@ def config_from_preset(
     if unknown:
         raise ValueError(f"unknown {cls.__name__} field(s) {unknown}; known fields: {sorted(known)}")
     return cls(**{**presets[preset], **overrides})
+
+
+def env_config(
+    owner: str, config: ConfigT | None, make_config: Any, preset: str, overrides: dict[str, Any]
+) -> ConfigT:
+    """An env's config: the ready ``config``, or ``make_config(preset, **overrides)``, never both."""
+    if config is not None and overrides:
+        raise ValueError(f"pass either config or field overrides to {owner}, not both")
+    return config if config is not None else make_config(preset, **overrides)
+
+
+def check_render_mode(render_mode: str | None, render_modes: list[str]) -> None:
+    """ValueError unless ``render_mode`` is None or one of ``render_modes``."""
+    if render_mode is not None and render_mode not in render_modes:
+        raise ValueError(f"render_mode must be one of {render_modes} or None, got {render_mode!r}")

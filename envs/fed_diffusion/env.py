@@ -11,6 +11,7 @@ from gymnasium import spaces
 from envs.cmdp import CostSpec, zero_cost_info
 from envs.fed_diffusion.config import FedDiffusionConfig, make_config
 from envs.fed_diffusion.energy import RoundProblem, device_outcome
+from envs.presets import check_render_mode, env_config
 from envs.quantization import RANGE_HEADER_BITS
 from envs.rendering import cost_bar_chart
 from envs.wireless import channel_gain, path_loss_db_macro, rayleigh_power_gain, shadowing_db
@@ -136,13 +137,8 @@ class FedDiffusionEnv(gym.Env):
         **overrides: Any,
     ) -> None:
         """Build the env from a preset plus overrides, or from a ready ``config``."""
-        if config is not None and overrides:
-            raise ValueError("pass either config or field overrides to FedDiffusionEnv, not both")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}"
-            )
-        self.config = config if config is not None else make_config(preset, **overrides)
+        check_render_mode(render_mode, self.metadata["render_modes"])
+        self.config = env_config("FedDiffusionEnv", config, make_config, preset, overrides)
         self.render_mode = render_mode
         cfg = self.config
         k = cfg.num_devices

@@ -16,6 +16,7 @@ from envs.meg.channel import episode_snr, feature_noise_std, rate_bps
 from envs.meg.config import MEGConfig, make_config
 from envs.meg.cost_model import task_energy_j, task_latency_s
 from envs.meg.quality import QualityProfile, load_profile
+from envs.presets import check_render_mode, env_config
 from envs.rendering import cost_bar_chart
 from solvers.meg_oracle import MEGOracle, best_fixed_action, frame_rewards, solve_meg_oracle
 
@@ -137,13 +138,8 @@ class MEGEnv(gym.Env):
         **overrides: Any,
     ) -> None:
         """Build the env from a preset plus overrides, or from a ready ``config``."""
-        if config is not None and overrides:
-            raise ValueError("pass either config or field overrides to MEGEnv, not both")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}"
-            )
-        self.config = cfg = config if config is not None else make_config(preset, **overrides)
+        check_render_mode(render_mode, self.metadata["render_modes"])
+        self.config = cfg = env_config("MEGEnv", config, make_config, preset, overrides)
         self.render_mode = render_mode
         self.profile = _profile(cfg.profile_path, cfg.decoder)
         self.profile.step_index([cfg.min_steps, cfg.max_steps])  # the profile must cover the steps

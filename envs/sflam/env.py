@@ -9,6 +9,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.cmdp import CostSpec, zero_cost_info
+from envs.presets import check_render_mode, env_config
 from envs.rendering import cost_bar_chart
 from envs.sflam.config import SFLAMConfig, make_config
 from envs.sflam.system import RoundTables, fixed_latency_s, round_outcome_indexed
@@ -107,13 +108,8 @@ class SFLAMEnv(gym.Env):
         **overrides: Any,
     ) -> None:
         """Build the env from a preset plus overrides, or from a ready ``config``."""
-        if config is not None and overrides:
-            raise ValueError("pass either config or field overrides to SFLAMEnv, not both")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}"
-            )
-        self.config = cfg = config if config is not None else make_config(preset, **overrides)
+        check_render_mode(render_mode, self.metadata["render_modes"])
+        self.config = cfg = env_config("SFLAMEnv", config, make_config, preset, overrides)
         self.render_mode = render_mode
         m = cfg.selected_devices
         self.cost_spec = CostSpec(("round_latency_s",), ("s",), (cfg.max_round_latency_s,))
