@@ -1,4 +1,4 @@
-"""Shared by every env: its config from a named preset plus overrides, and the constructor's argument checks."""
+"""Shared by every env: its config from a preset plus overrides, and its constructor's argument checks."""
 
 from __future__ import annotations
 
