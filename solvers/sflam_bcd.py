@@ -30,7 +30,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from envs.sflam.config import SFLAMConfig
-from envs.sflam.system import equal_share_rates_bps, round_outcome, upload_bits
+from envs.sflam.system import round_outcome, upload_bits
 
 __all__ = [
     "PENALTY",
@@ -67,9 +67,17 @@ class SFLAMSolution:
 
 
 def rate_matching(config: SFLAMConfig, block_gain: np.ndarray) -> np.ndarray:
-    """Scheduler rule of the env: blocks maximising the sum of full-power, equal-share rates."""
-    _, cols = linear_sum_assignment(-equal_share_rates_bps(config, block_gain))
-    return cols
+    """Scheduler rule of the env: blocks maximising the sum of full-power, equal-share rates.
+
+    ``block_gain`` is (..., M, M) (device, block); returns the block of every device, (..., M).
+    """
+    block_gain = np.asarray(block_gain, dtype=np.float64)
+    m = block_gain.shape[-1]
+    # The equal-share rate is (B / M) log2(1 + snr): a positive factor away from log1p(snr).
+    snr = block_gain * (config.max_power_w * m / config.uplink_noise_w)
+    neg_rates = -np.log1p(snr).reshape(-1, m, m)
+    cols = np.array([linear_sum_assignment(cost)[1] for cost in neg_rates])
+    return cols.reshape(block_gain.shape[:-1])
 
 
 def penalised_objective(config, block_gain, fixed_s, bits, share, power_w, assignment) -> np.ndarray:

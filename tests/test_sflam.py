@@ -256,3 +256,31 @@ def test_vector_envs_match_single_envs_and_reset_with_zero_costs(mode):
                 assert infos["costs"][i][0] == 0.0
                 env.reset()
     vec.close()
+
+
+def test_scheduler_matching_maximises_the_sum_rate_per_round():
+    from envs.sflam.system import equal_share_rates_bps
+    from solvers.sflam_bcd import rate_matching
+
+    cfg = make_config()
+    rng = np.random.default_rng(5)
+    block_gain = rng.uniform(1e-13, 1e-9, (3, 5, 5)) * rng.exponential(1.0, (3, 5, 5))
+    blocks = rate_matching(cfg, block_gain)  # all three rounds in one call
+    for r in range(3):
+        rates = equal_share_rates_bps(cfg, block_gain[r])
+        best = max(itertools.permutations(range(5)), key=lambda p: rates[np.arange(5), list(p)].sum())
+        assert blocks[r].tolist() == list(best)
+
+
+def test_bandwidth_weights_are_floored_not_zero():
+    env = gym.make(ID).unwrapped
+    env.reset(seed=0)
+    action = np.zeros(30)
+    action[1::3] = -1.0  # every weight at its floor: equal shares
+    np.testing.assert_allclose(env.decisions(action)[1], 0.1, rtol=1e-12)
+    action[1::3] = 1.0
+    action[1] = -1.0  # one device asks for nothing: it keeps 1e-9 of a weight, no division by zero
+    share = env.decisions(action)[1]
+    assert share[0] == pytest.approx(1e-9 / (9 + 1e-9)) and share[1:] == pytest.approx(1 / (9 + 1e-9))
+    _, reward, _, _, info = env.step(action)
+    assert np.isfinite(reward) and info["costs"][0] > 1e3  # the starved device takes a long time

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -19,10 +20,9 @@ from solvers.sflam_bcd import rate_matching, solve_sflam_bcd
 __all__ = ["SFLAMEnv"]
 
 _MIN_POWER_SHARE = 1e-3
-_MIN_SHARE = 1e-9  # a zero weight starves the device (it never finishes) without dividing by zero
+_MIN_WEIGHT = 1e-9  # a zero weight would starve the device (it never finishes) and divide by zero
 _OBS_CLIP = 10.0
-# Bound ufunc reductions: cheaper per call than the ndarray methods on 30 values.
-_sum_reduce, _max_reduce, _min_reduce = np.add.reduce, np.maximum.reduce, np.minimum.reduce
+_sum_reduce = np.add.reduce  # cheaper per call than ndarray.sum on 30 values
 
 
 class SFLAMEnv(gym.Env):
@@ -46,7 +46,7 @@ class SFLAMEnv(gym.Env):
     | Num | Action | Maps to |
     |-----|--------|---------|
     | 3n | bit-width of device n | ``bits_choices[floor(5 u)]`` of (2, 4, 8, 16, 32) |
-    | 3n + 1 | bandwidth weight | share ``beta_n = u_n / sum u`` (floored at 1e-9; all zero: equal) |
+    | 3n + 1 | bandwidth weight | share ``beta_n = w_n / sum w``, ``w = max(u, 1e-9)`` |
     | 3n + 2 | power share | ``p_n = max(u, 0.001) p_max`` |
 
     ## Observation Space
@@ -116,15 +116,24 @@ class SFLAMEnv(gym.Env):
         self.action_space = spaces.Box(-1.0, 1.0, shape=(3 * m,), dtype=np.float32)
         self.observation_space = spaces.Box(-_OBS_CLIP, _OBS_CLIP, shape=(2 * m + 1,), dtype=np.float32)
         self._bits_choices = np.asarray(cfg.bits_choices)
-        self._n_bits = self._bits_choices.size
         self._action_shape = (3 * m,)
-        self._equal_share = np.full(m, 1.0 / m)
-        self._max_power_w = cfg.max_power_w
+        self._ones = np.ones(m)
+        # One affine map and one clip of the flat action give, per device, the bit index (floor of the
+        # first entry), the bandwidth weight in [1e-9, 1] and the power in W (flat: no broadcasting).
+        n_bits, p_max = self._bits_choices.size, cfg.max_power_w
+        self._action_scale = np.tile([n_bits / 2.0, 0.5, p_max / 2.0], m)
+        self._action_low = np.tile([0.0, _MIN_WEIGHT, _MIN_POWER_SHARE * p_max], m)
+        self._action_high = np.tile([n_bits - 1e-9, 1.0, p_max], m)
         self._tables = RoundTables.from_config(cfg)
         self._inv_limit = 1.0 / cfg.max_round_latency_s
         self._num_rounds = cfg.num_rounds
+        rounds = cfg.num_rounds
+        self._round_index = np.arange(rounds)[:, None]
+        self._device_index = np.arange(m)
+        self._progress = np.arange(rounds + 1) / rounds
         self._round = cfg.num_rounds
         self._last_info: dict[str, Any] = zero_cost_info(self.cost_spec)
+        self._live = None
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         """Draw the devices and every round's selection and fading."""
@@ -134,22 +143,23 @@ class SFLAMEnv(gym.Env):
         cfg, rng = self.config, self.np_random
         n, m, rounds = cfg.num_devices, cfg.selected_devices, cfg.num_rounds
         distance = rng.uniform(cfg.min_distance_m, cfg.max_distance_m, n)
-        loss_db = path_loss_db_macro(distance) + rng.normal(0.0, cfg.shadowing_std_db, n)
+        device_gain = channel_gain(path_loss_db_macro(distance) + rng.normal(0.0, cfg.shadowing_std_db, n))
         self._selected = np.argsort(rng.random((rounds, n)), axis=1)[:, :m]
-        fading = rng.exponential(1.0, (rounds, m, m))
-        self._block_gain = channel_gain(loss_db[self._selected][..., None], 0.0, fading)  # (R, M, M)
-        self._fixed_s = fixed_latency_s(cfg, channel_gain(loss_db[self._selected]))  # (R, M)
-        self._block = np.stack([rate_matching(cfg, g) for g in self._block_gain])  # (R, M)
-        gain = np.take_along_axis(self._block_gain, self._block[..., None], axis=2)[..., 0]
-        spectral = np.log2(1.0 + cfg.max_power_w * gain / (cfg.uplink_noise_w / m))
-        obs = np.zeros((rounds + 1, 2 * m + 1), dtype=np.float32)
-        obs[:rounds, 0 : 2 * m : 2] = spectral / 10.0
-        obs[:rounds, 1 : 2 * m : 2] = self._fixed_s / cfg.max_round_latency_s
+        selected_gain = device_gain[self._selected]  # (R, M)
+        self._block_gain = selected_gain[..., None] * rng.exponential(1.0, (rounds, m, m))  # (R, M, M)
+        self._fixed_s = fixed_latency_s(cfg, selected_gain)  # (R, M)
+        self._block = rate_matching(cfg, self._block_gain)  # (R, M)
+        gain_over_noise = self._block_gain[self._round_index, self._device_index, self._block]
+        gain_over_noise *= 1.0 / cfg.uplink_noise_w
+        obs = np.empty((rounds + 1, 2 * m + 1), dtype=np.float32)
+        obs[:rounds, 0 : 2 * m : 2] = np.log2(1.0 + (cfg.max_power_w * m) * gain_over_noise) / 10.0
+        obs[:rounds, 1 : 2 * m : 2] = self._fixed_s * self._inv_limit
         obs[rounds, :-1] = obs[rounds - 1, :-1]
-        obs[:, -1] = np.arange(rounds + 1) / rounds
-        self._obs = np.clip(obs, -_OBS_CLIP, _OBS_CLIP)
-        self._gain = gain
-        self._gain_over_noise = gain / cfg.uplink_noise_w
+        obs[:, -1] = self._progress
+        self._obs = np.clip(obs, -_OBS_CLIP, _OBS_CLIP, out=obs)
+        for table in (self._selected, self._block):
+            table.flags.writeable = False  # info hands out views of their rows
+        self._gain_over_noise = gain_over_noise
         self._round = 0
         self._last_info = zero_cost_info(self.cost_spec)
         if cfg.backend == "live":
@@ -167,26 +177,17 @@ class SFLAMEnv(gym.Env):
         a = action if type(action) is np.ndarray else np.asarray(action, dtype=np.float64)
         if a.shape != self._action_shape:
             raise ValueError(f"SFLAM-v0 action must have shape {self._action_shape}, got {a.shape}")
-        # float(): comparing numpy scalars with Python floats is several times slower
-        if not (float(_max_reduce(a)) <= 1.0 and float(_min_reduce(a)) >= -1.0):  # NaN fails it
+        if not math.isfinite(a.dot(a)):  # one reduction finds NaN/inf (or a float32 overflow: checked)
             bad = np.flatnonzero(~np.isfinite(a))
             if bad.size:
                 raise ValueError(f"SFLAM-v0 action has NaN/inf at entries {bad.tolist()}")
-            a = np.minimum(np.maximum(a, -1.0), 1.0)
-        u = a * 0.5
-        u += 0.5
-        index = (u[0::3] * self._n_bits).astype(np.int64)
-        np.minimum(index, self._n_bits - 1, out=index)
+        u = a * self._action_scale
+        u += self._action_scale  # (a + 1) x scale; the clip also clips a to [-1, 1]
+        np.maximum(u, self._action_low, out=u)
+        np.minimum(u, self._action_high, out=u)
         weight = u[1::3]
-        total = float(_sum_reduce(weight))
-        if total > 0:
-            share = weight * (1.0 / total)
-            np.maximum(share, _MIN_SHARE, out=share)
-        else:
-            share = self._equal_share.copy()
-        power = np.maximum(u[2::3], _MIN_POWER_SHARE)
-        power *= self._max_power_w
-        return index, share, power
+        share = weight * (1.0 / weight.dot(self._ones))  # weights >= 1e-9: the sum is > 0
+        return u[0::3].astype(np.intp), share, u[2::3]
 
     def physical_to_action(self, bits: np.ndarray, share: np.ndarray, power_w: np.ndarray) -> np.ndarray:
         """The Box(-1, 1) action that maps to these decisions."""
@@ -222,10 +223,10 @@ class SFLAMEnv(gym.Env):
             "bits": self._bits_choices[index],
             "share": share,
             "power_w": power,
-            "block": self._block[r].copy(),
-            "devices": self._selected[r].copy(),
+            "block": self._block[r],  # read-only views
+            "devices": self._selected[r],
         }
-        if self.config.backend == "live":
+        if self._live is not None:
             report = self._live.run_round(self._selected[r].tolist(), info["bits"].tolist())
             info["live_train_loss"] = float(report.train_loss.mean())
             info["live_accuracy"] = self._live.accuracy()

@@ -121,9 +121,8 @@ class RoundTables:
     index of each device's bit-width in ``config.bits_choices`` and ``gain / (B N0)``.
     """
 
-    upload_bits: np.ndarray
+    upload_s_per_rate: np.ndarray  # upload bits / (B / ln 2): upload time = this / (beta ln(1 + snr))
     quantization: np.ndarray
-    bandwidth_over_ln2: float
     compute_energy_j: float
     latency_weight: float
     energy_weight: float
@@ -134,9 +133,8 @@ class RoundTables:
         """Tables of ``config``."""
         choices = np.asarray(config.bits_choices)
         return cls(
-            upload_bits=upload_bits(config, choices),
+            upload_s_per_rate=upload_bits(config, choices) * np.log(2.0) / config.uplink_bandwidth_hz,
             quantization=(choices < 32) * (config.activation_range**2 / 4.0) / (np.exp2(choices) - 1.0) ** 2,
-            bandwidth_over_ln2=config.uplink_bandwidth_hz / np.log(2.0),
             compute_energy_j=config.kappa * config.device_cycles * config.device_frequency_hz**2,
             latency_weight=config.latency_weight,
             energy_weight=config.energy_weight,
@@ -152,17 +150,21 @@ def round_outcome_indexed(
     share: np.ndarray,
     power_w: np.ndarray,
 ) -> tuple[np.ndarray, float, float, float, float]:
-    """One round of M devices: (latency per device, round latency, energy, quantization, objective)."""
+    """One round of M devices: (latency per device, round latency, energy, quantization, objective).
+
+    Written for the env's step: one pass, in-place where it can, on M values.
+    """
     rate = power_w * gain_over_noise
     rate /= share
-    rate = np.log1p(rate)
-    rate *= share
-    upload = tables.upload_bits[bits_index] / rate
-    upload *= 1.0 / tables.bandwidth_over_ln2
-    latency = fixed_s + upload
-    round_latency = float(np.maximum.reduce(latency))
-    energy = tables.compute_energy_j * latency.size + float(np.add.reduce(power_w * upload))
-    quant = float(np.add.reduce(tables.quantization[bits_index])) / latency.size
+    np.log1p(rate, out=rate)
+    rate *= share  # the uplink rate over B / ln 2
+    upload = tables.upload_s_per_rate[bits_index]
+    upload /= rate
+    latency = upload + fixed_s
+    m = latency.size
+    round_latency = max(latency.tolist())  # builtins on M floats beat a ufunc reduction's overhead
+    energy = tables.compute_energy_j * m + float(power_w.dot(upload))
+    quant = sum(tables.quantization[bits_index].tolist()) / m
     objective = (
         tables.latency_weight * round_latency
         + tables.energy_weight * energy
