@@ -31,7 +31,7 @@ _NEG_DB_TO_LN = -np.log(10.0) / 10.0  # 10^(-x/10) = exp(x * _NEG_DB_TO_LN)
 
 def _positive(name: str, value: ArrayLike) -> np.ndarray:
     arr = np.asarray(value, dtype=np.float64)
-    if not np.all(arr > 0):
+    if not (arr > 0).all():  # the method: a third of np.all's call overhead on env reset paths
         raise ValueError(f"{name} must be > 0 everywhere, got min {np.min(arr)!r}")
     return arr
 

@@ -84,9 +84,11 @@ def rate_matching(config: SFLAMConfig, block_gain: np.ndarray) -> np.ndarray:
     block_gain = np.asarray(block_gain, dtype=np.float64)
     m = block_gain.shape[-1]
     # The equal-share rate is (B / M) log2(1 + snr): a positive factor away from log1p(snr).
-    snr = block_gain * (config.max_power_w * m / config.uplink_noise_w)
-    neg_rates = -np.log1p(snr).reshape(-1, m, m)
-    cols = np.array([linear_sum_assignment(cost)[1] for cost in neg_rates])
+    rates = np.log1p(block_gain * (config.max_power_w * m / config.uplink_noise_w))
+    flat = rates.reshape(-1, m, m)
+    cols = np.empty(flat.shape[:2], dtype=np.intp)
+    for k in range(flat.shape[0]):  # scipy solves one assignment per call
+        cols[k] = linear_sum_assignment(flat[k], maximize=True)[1]
     return cols.reshape(block_gain.shape[:-1])
 
 

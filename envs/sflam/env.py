@@ -156,7 +156,7 @@ class SFLAMEnv(gym.Env):
         obs[:rounds, 1 : 2 * m : 2] = self._fixed_s * self._inv_limit
         obs[rounds, :-1] = obs[rounds - 1, :-1]
         obs[:, -1] = self._progress
-        self._obs = np.clip(obs, -_OBS_CLIP, _OBS_CLIP, out=obs)
+        self._obs = np.minimum(obs, _OBS_CLIP, out=obs)  # every entry is >= 0
         for table in (self._selected, self._block):
             table.flags.writeable = False  # info hands out views of their rows
         self._gain_over_noise = gain_over_noise
