@@ -3,7 +3,7 @@
 Every --eval-every env steps the deterministic policy is evaluated on 20 seeded episodes (seeds
 10000-10019) beside the oracle; also measured: gradient updates per second. One process per seed.
 
-    python benchmarks/cvpo_fed.py --seed 0 [--timesteps 100000] [--out benchmarks/out]
+    python benchmarks/cvpo_fed.py --seed 0 [--timesteps 100000] [--episode-length T] [--out benchmarks/out]
     python benchmarks/cvpo_fed.py --plot benchmarks/out/cvpo_fed_seed*.json   # the PNG of all seeds
 """
 
@@ -25,12 +25,15 @@ from agents.cvpo import CVPO, CVPOConfig
 ENV = "edgegen/FedDiffusion-v0"
 
 
-def run(seed: int, timesteps: int, eval_every: int, updates_per_step: float, out: Path) -> None:
+def run(
+    seed: int, timesteps: int, eval_every: int, updates_per_step: float, out: Path, episode_length: int | None
+) -> None:
     th.set_num_threads(1)
     eval_env = gym.make(ENV)
     oracle = evaluate_policy_with_cost(OraclePolicy(eval_env), eval_env, 20, seed=10_000)
     oracle_energy = float(np.mean(oracle.metrics["energy_j"]))
-    model = CVPO(gym.make(ENV), CVPOConfig(updates_per_step=updates_per_step), seed=seed)
+    config = CVPOConfig(updates_per_step=updates_per_step, episode_length=episode_length)
+    model = CVPO(gym.make(ENV), config, seed=seed)
     curve, update_time, updates = [], 0.0, 0
     while model.num_timesteps < timesteps:
         start, before = time.perf_counter(), model.num_updates
@@ -52,6 +55,7 @@ def run(seed: int, timesteps: int, eval_every: int, updates_per_step: float, out
         "seed": seed,
         "timesteps": timesteps,
         "updates_per_step": updates_per_step,
+        "episode_length": episode_length,
         "oracle_miss_per_step": float(oracle.cost_per_step.mean()),
         "oracle_energy_j": oracle_energy,
         "threshold": model.thresholds.tolist(),
@@ -60,7 +64,8 @@ def run(seed: int, timesteps: int, eval_every: int, updates_per_step: float, out
         "updates_per_s_incl_env": updates / update_time,
     }
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"cvpo_fed_seed{seed}.json").write_text(json.dumps(result, indent=2))
+    tag = "" if episode_length is None else f"_T{episode_length}"
+    (out / f"cvpo_fed_seed{seed}{tag}.json").write_text(json.dumps(result, indent=2))
 
 
 def updates_per_second(n: int = 300) -> float:
@@ -105,6 +110,9 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=20_000)
     parser.add_argument("--updates-per-step", type=float, default=0.2)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out"))
+    parser.add_argument(
+        "--episode-length", type=int, default=None, help="T of the Q threshold (default: the env's)"
+    )
     parser.add_argument("--plot", type=Path, nargs="*")
     parser.add_argument("--speed", action="store_true", help="only measure gradient updates per second")
     args = parser.parse_args()
@@ -116,7 +124,7 @@ def main() -> None:
     elif args.plot:
         plot(args.plot, args.out / "cvpo_fed.png")
     else:
-        run(args.seed, args.timesteps, args.eval_every, args.updates_per_step, args.out)
+        run(args.seed, args.timesteps, args.eval_every, args.updates_per_step, args.out, args.episode_length)
 
 
 if __name__ == "__main__":
