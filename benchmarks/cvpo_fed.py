@@ -4,7 +4,8 @@ Every --eval-every env steps the deterministic policy is evaluated on 20 seeded 
 10000-10019) beside the oracle; also measured: gradient updates per second. One process per seed.
 
     python benchmarks/cvpo_fed.py --seed 0 [--timesteps 100000] [--episode-length T] [--out benchmarks/out]
-    python benchmarks/cvpo_fed.py --plot benchmarks/out/cvpo_fed_seed*.json   # the PNG of all seeds
+    python benchmarks/cvpo_fed.py --plot benchmarks/out/cvpo_fed_seed*.json \
+        [--lagrangian benchmarks/out/lagrangian_fed.json]   # the PNG of all runs
 """
 
 from __future__ import annotations
@@ -79,7 +80,10 @@ def updates_per_second(n: int = 300) -> float:
     return n / (time.perf_counter() - start)
 
 
-def plot(paths: list[Path], out: Path) -> None:
+def plot(paths: list[Path], out: Path, lagrangian: Path | None = None) -> None:
+    """Deterministic-evaluation curves of every CVPO run; with ``lagrangian`` (the JSON of
+    ``benchmarks/lagrangian_fed.py``) the PPO-Lagrangian / PID-Lagrangian runs' final evaluations beside
+    them, at their step count."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -93,6 +97,15 @@ def plot(paths: list[Path], out: Path) -> None:
         ax_m.plot(
             steps, [p["miss_per_step"] for p in data["curve"]], marker="o", label=f"seed {data['seed']}"
         )
+    if lagrangian is not None:
+        rows = json.loads(lagrangian.read_text())["rows"]
+        steps = json.loads(lagrangian.read_text())["traces"]
+        for variant, marker in (("gradient", "s"), ("pid", "^")):
+            mine = [r for r in rows if r["variant"] == variant]
+            at = [steps[f"{variant}-{r['seed']}"]["steps"][-1] / 1000 for r in mine]
+            name = {"gradient": "PPO-Lagrangian", "pid": "PID-Lagrangian"}[variant]
+            ax_e.scatter(at, [r["energy_ratio"] for r in mine], marker=marker, color="k", label=name)
+            ax_m.scatter(at, [r["eval_miss_per_step"] for r in mine], marker=marker, color="k", label=name)
     ax_e.axhline(1.15, color="g", ls="--", label="target 1.15")
     ax_m.axhline(0.05, color="k", ls="--", label="limit 0.05")
     ax_e.set(xlabel="env steps (thousands)", ylabel="energy / oracle (deterministic)")
@@ -114,6 +127,7 @@ def main() -> None:
         "--episode-length", type=int, default=None, help="T of the Q threshold (default: the env's)"
     )
     parser.add_argument("--plot", type=Path, nargs="*")
+    parser.add_argument("--lagrangian", type=Path, help="with --plot: its JSON beside")
     parser.add_argument("--speed", action="store_true", help="only measure gradient updates per second")
     args = parser.parse_args()
     if args.speed:
@@ -122,7 +136,7 @@ def main() -> None:
             f"{updates_per_second():.1f}"
         )
     elif args.plot:
-        plot(args.plot, args.out / "cvpo_fed.png")
+        plot(args.plot, args.out / "cvpo_fed.png", args.lagrangian)
     else:
         run(args.seed, args.timesteps, args.eval_every, args.updates_per_step, args.out, args.episode_length)
 

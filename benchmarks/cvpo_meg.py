@@ -4,7 +4,7 @@ Every --eval-every env steps the deterministic policy is evaluated on 20 seeded 
 10000-10019) beside the oracle and the random policy. Normalised score = (R - R_random) /
 (R_oracle - R_random); targets (issue 4): both costs within 2 % of their limits, score >= 0.9.
 
-    python benchmarks/cvpo_meg.py --seed 0 [--timesteps 60000] [--out benchmarks/out]
+    python benchmarks/cvpo_meg.py --seed 0 [--timesteps 60000] [--episode-length T] [--normalize-costs]
     python benchmarks/cvpo_meg.py --plot benchmarks/out/cvpo_meg_seed*.json
 """
 
@@ -27,7 +27,13 @@ EVAL_SEED, EVAL_EPISODES = 10_000, 20
 
 
 def run(
-    seed: int, timesteps: int, eval_every: int, updates_per_step: float, out: Path, episode_length: int | None
+    seed: int,
+    timesteps: int,
+    eval_every: int,
+    updates_per_step: float,
+    out: Path,
+    episode_length: int | None,
+    normalize_costs: bool,
 ) -> None:
     th.set_num_threads(1)
     eval_env = gym.make(ENV)
@@ -37,7 +43,9 @@ def run(
         RandomPolicy(eval_env.action_space, seed=0), eval_env, EVAL_EPISODES, seed=EVAL_SEED
     )
     r_oracle, r_random = oracle.summary()["reward"], random.summary()["reward"]
-    config = CVPOConfig(updates_per_step=updates_per_step, episode_length=episode_length)
+    config = CVPOConfig(
+        updates_per_step=updates_per_step, episode_length=episode_length, normalize_costs=normalize_costs
+    )
     model = CVPO(gym.make(ENV), config, seed=seed)
     curve, wall = [], 0.0
     while model.num_timesteps < timesteps:
@@ -57,6 +65,7 @@ def run(
         "seed": seed,
         "timesteps": timesteps,
         "episode_length": episode_length,
+        "normalize_costs": normalize_costs,
         "oracle_reward": r_oracle,
         "random_reward": r_random,
         "oracle_cost_over_limit": (oracle.cost_per_step.mean(axis=0) / limits).tolist(),
@@ -64,7 +73,8 @@ def run(
         "wall_s": wall,
     }
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"cvpo_meg_seed{seed}.json").write_text(json.dumps(result, indent=2))
+    tag = ("" if episode_length is None else f"_T{episode_length}") + ("_norm" if normalize_costs else "")
+    (out / f"cvpo_meg_seed{seed}{tag}.json").write_text(json.dumps(result, indent=2))
 
 
 def plot(paths: list[Path], out: Path) -> None:
@@ -110,11 +120,20 @@ def main() -> None:
         default=None,
         help="T of the Q threshold (large: infinite-horizon threshold)",
     )
+    parser.add_argument("--normalize-costs", action="store_true", help="CVPOConfig.normalize_costs")
     args = parser.parse_args()
     if args.plot:
         plot(args.plot, args.out / "cvpo_meg.png")
     else:
-        run(args.seed, args.timesteps, args.eval_every, args.updates_per_step, args.out, args.episode_length)
+        run(
+            args.seed,
+            args.timesteps,
+            args.eval_every,
+            args.updates_per_step,
+            args.out,
+            args.episode_length,
+            args.normalize_costs,
+        )
 
 
 if __name__ == "__main__":
