@@ -93,10 +93,11 @@ def plot(paths: list[Path], out: Path, lagrangian: Path | None = None) -> None:
     for path in paths:
         data = json.loads(path.read_text())
         steps = [p["steps"] / 1000 for p in data["curve"]]
-        ax_e.plot(steps, [p["energy_ratio"] for p in data["curve"]], marker="o", label=f"seed {data['seed']}")
-        ax_m.plot(
-            steps, [p["miss_per_step"] for p in data["curve"]], marker="o", label=f"seed {data['seed']}"
-        )
+        label = f"CVPO seed {data['seed']}"
+        if data.get("episode_length"):
+            label += f", T = {data['episode_length']:,}"
+        ax_e.plot(steps, [p["energy_ratio"] for p in data["curve"]], marker="o", label=label)
+        ax_m.plot(steps, [p["miss_per_step"] for p in data["curve"]], marker="o", label=label)
     if lagrangian is not None:
         rows = json.loads(lagrangian.read_text())["rows"]
         steps = json.loads(lagrangian.read_text())["traces"]

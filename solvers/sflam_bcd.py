@@ -127,6 +127,17 @@ def least_latency_start(
     return bits, need / need.sum(), power, hi
 
 
+def _upload_exponent(config: SFLAMConfig, bits: np.ndarray) -> np.ndarray:
+    """``a = S ln 2 / B``: the upload time on the whole band at 1 nat/s/Hz, per device."""
+    return upload_bits(config, bits) * np.log(2.0) / config.uplink_bandwidth_hz
+
+
+def _upload_power_w(k: np.ndarray, a: np.ndarray, share: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Power that uploads in time ``t`` on share ``beta``: ``k beta (e^(a / (beta t)) - 1)`` (inf if huge)."""
+    with np.errstate(over="ignore"):
+        return k * share * np.expm1(a / (share * t))
+
+
 def _min_shares(a: np.ndarray, headroom: np.ndarray, t: np.ndarray) -> np.ndarray:
     """Least share that uploads in ``t`` at full power: ``(e^x - 1) / x = h t / a``, ``beta = a / (x t)``.
 
@@ -157,7 +168,7 @@ def optimal_allocation(
     """
     gain, fixed_s = np.asarray(gain, dtype=np.float64), np.asarray(fixed_s, dtype=np.float64)
     bits = np.asarray(bits)
-    a = upload_bits(config, bits) * np.log(2.0) / config.uplink_bandwidth_hz
+    a = _upload_exponent(config, bits)
     k = config.uplink_noise_w / gain
     headroom = config.max_power_w / k
     compute_energy = config.kappa * config.device_cycles * config.device_frequency_hz**2 * gain.size
@@ -186,8 +197,7 @@ def optimal_allocation(
         x = 1.0 + lambertw((np.exp(s_hi)[:, None] / kt - 1.0) / np.e).real
         share = np.maximum(a / (x * t), floor)
         share /= np.maximum(share.sum(axis=1, keepdims=True), 1.0)
-        with np.errstate(over="ignore"):
-            power = np.minimum(k * share * np.expm1(a / (share * t)), config.max_power_w)
+        power = np.minimum(_upload_power_w(k, a, share, t), config.max_power_w)
         value = (
             config.latency_weight * big_t
             + config.energy_weight * (compute_energy + np.sum(power * t, axis=1))
@@ -232,7 +242,7 @@ def _bits_step(config, block_gain, fixed_s, bits, share, power, assignment):
 def _power_bandwidth_step(config, gain, fixed_s, bits, share, power, max_iter: int = 30, tol: float = 1e-7):
     """SCA on (beta, t) from the current point; returns the improved (share, power)."""
     m = gain.size
-    a = upload_bits(config, bits) * np.log(2.0) / config.uplink_bandwidth_hz
+    a = _upload_exponent(config, bits)
     k = config.uplink_noise_w / gain  # B N0 / g
     p_max = config.max_power_w
     compute_energy = config.kappa * config.device_cycles * config.device_frequency_hz**2 * m
@@ -270,8 +280,7 @@ def _power_bandwidth_step(config, gain, fixed_s, bits, share, power, max_iter: i
         new_beta = new_beta / max(new_beta.sum(), 1.0)
         new_t = np.maximum(t.value, _MIN_TIME)
         # The power that sends S_n in t_n on share beta_n (never above p_max up to solver tolerance).
-        with np.errstate(over="ignore"):
-            new_power = np.minimum(k * new_beta * np.expm1(a / (new_beta * new_t)), p_max)
+        new_power = np.minimum(_upload_power_w(k, a, new_beta, new_t), p_max)
         value = float(
             penalised_objective(
                 config, gain[:, None], fixed_s, bits, new_beta, new_power, np.zeros(m, dtype=np.int64)
@@ -297,10 +306,9 @@ def _matching_step(config, block_gain, fixed_s, bits, share, power, assignment):
     m = bits.size
     rows = np.arange(m)
     t = round_outcome(config, block_gain[rows, assignment], fixed_s, bits, share, power).upload_time_s
-    a = upload_bits(config, bits) * np.log(2.0) / config.uplink_bandwidth_hz
+    a = _upload_exponent(config, bits)
     k = config.uplink_noise_w / block_gain  # (device, block)
-    with np.errstate(over="ignore"):
-        need = k * (share * np.expm1(a / (share * t)))[:, None]  # power on every block, same share and time
+    need = _upload_power_w(k, a[:, None], share[:, None], t[:, None])  # on every block, same share and time
     cost = np.where(need <= config.max_power_w * (1 + 1e-9), need * t[:, None], 1e30)
     _, cols = linear_sum_assignment(cost)
     value = float(penalised_objective(config, block_gain, fixed_s, bits, share, power, assignment))
