@@ -22,7 +22,6 @@ __all__ = ["SFLAMEnv"]
 _MIN_POWER_SHARE = 1e-3
 _MIN_WEIGHT = 1e-9  # a zero weight would starve the device (it never finishes) and divide by zero
 _OBS_CLIP = 10.0
-_sum_reduce = np.add.reduce  # cheaper per call than ndarray.sum on 30 values
 
 
 class SFLAMEnv(gym.Env):
