@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import math
 import time
 import zipfile
 from collections import deque
@@ -50,10 +51,11 @@ SelfCVPO = TypeVar("SelfCVPO", bound="CVPO")
 _DUAL_MIN = 1e-6
 
 
-def q_threshold(limit_per_step: float | np.ndarray, gamma: float, horizon: int) -> np.ndarray:
+def q_threshold(limit_per_step: float | np.ndarray, gamma: float, horizon: float) -> np.ndarray:
     """Q-value threshold of a per-step cost limit over an episode of ``horizon`` steps.
 
-    ``limit (1 - gamma^T) / (1 - gamma)`` = ``sum_{t<T} gamma^t limit``.
+    ``limit (1 - gamma^T) / (1 - gamma)`` = ``sum_{t<T} gamma^t limit``; ``horizon=math.inf`` gives the
+    infinite-horizon ``limit / (1 - gamma)``.
     """
     if not 0 < gamma < 1:
         raise ValueError(f"gamma must be in (0, 1), got {gamma}")
@@ -109,6 +111,12 @@ class CVPOConfig:
     """gradient clipping of actor and critics"""
     episode_length: int | None = None
     """T for the Q threshold; default the env's max_episode_steps"""
+    infinite_horizon_threshold: bool = False
+    """use ``thr = d / (1 - gamma)`` instead of the episodic ``d (1 - gamma^T) / (1 - gamma)``. The critics
+    bootstrap through time-limit truncations, so they estimate ``d / (1 - gamma)`` for a policy that pays
+    d per step; the episodic threshold then holds the costs near ``(1 - gamma^T)`` of the limit (0.86 on
+    MEG-v0). Off by default, as the issue's contract has it; on MEG-v0 it put both costs within 2 %
+    of their limits (BENCHMARKS.md)"""
     normalize_costs: bool = False
     """divide every cost by its per-step limit before the critics see it, so the thresholds are
     ``(1 - gamma^T) / (1 - gamma)`` whatever the cost's unit. Off by default: on FedDiffusion-v0 it
@@ -353,7 +361,10 @@ class CVPO:
             raise ValueError(f"CVPO needs a Box action space, got {space}")
         spec = get_cost_spec(self.env)
         self.cost_spec: CostSpec = spec if cost_limits is None else spec.with_limits(cost_limits)
-        horizon = self.config.episode_length or _episode_length(self.env)
+        if self.config.infinite_horizon_threshold:
+            horizon = math.inf
+        else:
+            horizon = self.config.episode_length or _episode_length(self.env)
         limits = self.cost_spec.limits_array
         self._cost_scale = (1.0 / limits if self.config.normalize_costs else np.ones_like(limits)).astype(
             np.float32

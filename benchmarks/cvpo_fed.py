@@ -27,13 +27,23 @@ ENV = "edgegen/FedDiffusion-v0"
 
 
 def run(
-    seed: int, timesteps: int, eval_every: int, updates_per_step: float, out: Path, episode_length: int | None
+    seed: int,
+    timesteps: int,
+    eval_every: int,
+    updates_per_step: float,
+    out: Path,
+    episode_length: int | None,
+    infinite_horizon: bool = False,
 ) -> None:
     th.set_num_threads(1)
     eval_env = gym.make(ENV)
     oracle = evaluate_policy_with_cost(OraclePolicy(eval_env), eval_env, 20, seed=10_000)
     oracle_energy = float(np.mean(oracle.metrics["energy_j"]))
-    config = CVPOConfig(updates_per_step=updates_per_step, episode_length=episode_length)
+    config = CVPOConfig(
+        updates_per_step=updates_per_step,
+        episode_length=episode_length,
+        infinite_horizon_threshold=infinite_horizon,
+    )
     model = CVPO(gym.make(ENV), config, seed=seed)
     curve, update_time, updates = [], 0.0, 0
     while model.num_timesteps < timesteps:
@@ -57,6 +67,7 @@ def run(
         "timesteps": timesteps,
         "updates_per_step": updates_per_step,
         "episode_length": episode_length,
+        "infinite_horizon_threshold": infinite_horizon,
         "oracle_miss_per_step": float(oracle.cost_per_step.mean()),
         "oracle_energy_j": oracle_energy,
         "threshold": model.thresholds.tolist(),
@@ -65,7 +76,7 @@ def run(
         "updates_per_s_incl_env": updates / update_time,
     }
     out.mkdir(parents=True, exist_ok=True)
-    tag = "" if episode_length is None else f"_T{episode_length}"
+    tag = "_Tinf" if infinite_horizon else ("" if episode_length is None else f"_T{episode_length}")
     (out / f"cvpo_fed_seed{seed}{tag}.json").write_text(json.dumps(result, indent=2))
 
 
@@ -130,6 +141,9 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, nargs="*")
     parser.add_argument("--lagrangian", type=Path, help="with --plot: its JSON beside")
     parser.add_argument("--speed", action="store_true", help="only measure gradient updates per second")
+    parser.add_argument(
+        "--infinite-horizon-threshold", action="store_true", help="CVPOConfig.infinite_horizon_threshold"
+    )
     args = parser.parse_args()
     if args.speed:
         print(
@@ -139,7 +153,15 @@ def main() -> None:
     elif args.plot:
         plot(args.plot, args.out / "cvpo_fed.png", args.lagrangian)
     else:
-        run(args.seed, args.timesteps, args.eval_every, args.updates_per_step, args.out, args.episode_length)
+        run(
+            args.seed,
+            args.timesteps,
+            args.eval_every,
+            args.updates_per_step,
+            args.out,
+            args.episode_length,
+            args.infinite_horizon_threshold,
+        )
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ Every --eval-every env steps the deterministic policy is evaluated on 20 seeded 
 10000-10019) beside the oracle and the random policy. Normalised score = (R - R_random) /
 (R_oracle - R_random); targets (issue 4): both costs within 2 % of their limits, score >= 0.9.
 
-    python benchmarks/cvpo_meg.py --seed 0 [--timesteps 60000] [--episode-length T] [--normalize-costs]
+    python benchmarks/cvpo_meg.py --seed 0 [--timesteps 60000] [--episode-length T]
+        [--infinite-horizon-threshold] [--normalize-costs]
     python benchmarks/cvpo_meg.py --plot benchmarks/out/cvpo_meg_seed*.json
 """
 
@@ -34,6 +35,7 @@ def run(
     out: Path,
     episode_length: int | None,
     normalize_costs: bool,
+    infinite_horizon: bool = False,
 ) -> None:
     th.set_num_threads(1)
     eval_env = gym.make(ENV)
@@ -44,7 +46,10 @@ def run(
     )
     r_oracle, r_random = oracle.summary()["reward"], random.summary()["reward"]
     config = CVPOConfig(
-        updates_per_step=updates_per_step, episode_length=episode_length, normalize_costs=normalize_costs
+        updates_per_step=updates_per_step,
+        episode_length=episode_length,
+        normalize_costs=normalize_costs,
+        infinite_horizon_threshold=infinite_horizon,
     )
     model = CVPO(gym.make(ENV), config, seed=seed)
     curve, wall = [], 0.0
@@ -66,6 +71,7 @@ def run(
         "timesteps": timesteps,
         "episode_length": episode_length,
         "normalize_costs": normalize_costs,
+        "infinite_horizon_threshold": infinite_horizon,
         "oracle_reward": r_oracle,
         "random_reward": r_random,
         "oracle_cost_over_limit": (oracle.cost_per_step.mean(axis=0) / limits).tolist(),
@@ -73,7 +79,8 @@ def run(
         "wall_s": wall,
     }
     out.mkdir(parents=True, exist_ok=True)
-    tag = ("" if episode_length is None else f"_T{episode_length}") + ("_norm" if normalize_costs else "")
+    tag = "_Tinf" if infinite_horizon else ("" if episode_length is None else f"_T{episode_length}")
+    tag += "_norm" if normalize_costs else ""
     (out / f"cvpo_meg_seed{seed}{tag}.json").write_text(json.dumps(result, indent=2))
 
 
@@ -87,14 +94,17 @@ def plot(paths: list[Path], out: Path) -> None:
     for path in paths:
         data = json.loads(path.read_text())
         steps = [p["steps"] / 1000 for p in data["curve"]]
-        ax_s.plot(steps, [p["score"] for p in data["curve"]], marker="o", label=f"seed {data['seed']}")
+        tag = f"seed {data['seed']}"
+        if data.get("infinite_horizon_threshold") or (data.get("episode_length") or 0) >= 10_000:
+            tag += ", thr d/(1-gamma)"
+        ax_s.plot(steps, [p["score"] for p in data["curve"]], marker="o", label=tag)
         for i, name in enumerate(("latency", "energy")):
             ax_c.plot(
                 steps,
                 [p["cost_over_limit"][i] for p in data["curve"]],
                 marker="o",
                 ls="-" if i == 0 else ":",
-                label=f"{name}, seed {data['seed']}",
+                label=f"{name}, {tag}",
             )
     ax_s.axhline(0.9, color="g", ls="--", label="target 0.9")
     ax_c.axhspan(0.98, 1.02, color="g", alpha=0.2, label="limit +-2 %")
@@ -121,6 +131,9 @@ def main() -> None:
         help="T of the Q threshold (large: infinite-horizon threshold)",
     )
     parser.add_argument("--normalize-costs", action="store_true", help="CVPOConfig.normalize_costs")
+    parser.add_argument(
+        "--infinite-horizon-threshold", action="store_true", help="CVPOConfig.infinite_horizon_threshold"
+    )
     args = parser.parse_args()
     if args.plot:
         plot(args.plot, args.out / "cvpo_meg.png")
@@ -133,6 +146,7 @@ def main() -> None:
             args.out,
             args.episode_length,
             args.normalize_costs,
+            args.infinite_horizon_threshold,
         )
 
 

@@ -1,3 +1,5 @@
+import math
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -25,6 +27,19 @@ def test_q_threshold_is_the_discounted_sum_of_the_per_step_limit():
     np.testing.assert_allclose(q_threshold(189 / 64, 0.97, 64), 84.4, atol=0.1)
     with pytest.raises(ValueError, match="gamma must be in"):
         q_threshold(1.0, 1.0, 10)
+
+
+def test_infinite_horizon_threshold_is_the_limit_over_one_minus_gamma():
+    assert q_threshold(0.05, 0.97, math.inf) == pytest.approx(0.05 / 0.03, rel=1e-12)
+    env = gym.make("edgegen/MEG-v0")
+    limits = env.unwrapped.cost_spec.limits_array
+    episodic = CVPO(env, CVPOConfig(gamma=0.97)).thresholds
+    infinite = CVPO(env, CVPOConfig(gamma=0.97, infinite_horizon_threshold=True)).thresholds
+    np.testing.assert_allclose(episodic, limits * (1 - 0.97**64) / 0.03, rtol=1e-12)  # T = 64 frames
+    np.testing.assert_allclose(infinite, limits / 0.03, rtol=1e-12)
+    with pytest.raises(ValueError, match="no max_episode_steps"):  # the episodic one needs T
+        CVPO(ToyCMDP())
+    assert CVPO(ToyCMDP(), CVPOConfig(infinite_horizon_threshold=True)).thresholds.shape == (1,)
 
 
 def _random_q(rng, b=16, k=8, n_costs=1):
