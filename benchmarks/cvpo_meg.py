@@ -6,6 +6,7 @@ Every --eval-every env steps the deterministic policy is evaluated on 20 seeded 
 
     python benchmarks/cvpo_meg.py --seed 0 [--timesteps 60000] [--episode-length T]
         [--infinite-horizon-threshold] [--normalize-costs]
+    python benchmarks/cvpo_meg.py --seed 0 --agent ppo-lagrangian --timesteps 200000   # beside it
     python benchmarks/cvpo_meg.py --plot benchmarks/out/cvpo_meg_seed*.json
 """
 
@@ -14,14 +15,18 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from functools import partial
 from pathlib import Path
 
 import gymnasium as gym
+import numpy as np
 import torch as th
+from stable_baselines3.common.env_util import make_vec_env
 
 import envs  # noqa: F401
-from agents import OraclePolicy, RandomPolicy, evaluate_policy_with_cost
+from agents import OraclePolicy, PPOLagrangian, RandomPolicy, evaluate_policy_with_cost
 from agents.cvpo import CVPO, CVPOConfig
+from train_agent import PPO_KWARGS
 
 ENV = "edgegen/MEG-v0"
 EVAL_SEED, EVAL_EPISODES = 10_000, 20
@@ -36,6 +41,7 @@ def run(
     episode_length: int | None,
     normalize_costs: bool,
     infinite_horizon: bool = False,
+    agent: str = "cvpo",
 ) -> None:
     th.set_num_threads(1)
     eval_env = gym.make(ENV)
@@ -51,22 +57,31 @@ def run(
         normalize_costs=normalize_costs,
         infinite_horizon_threshold=infinite_horizon,
     )
-    model = CVPO(gym.make(ENV), config, seed=seed)
+    if agent == "cvpo":
+        model = CVPO(gym.make(ENV), config, seed=seed)
+        learn, lambdas = model.learn, lambda: model.dual[1:].tolist()
+    else:  # train_agent.py's PPO settings, 4 envs
+        variant = {"ppo-lagrangian": "gradient", "pid-lagrangian": "pid"}[agent]
+        vec = make_vec_env(ENV, n_envs=4, seed=seed)
+        model = PPOLagrangian("MlpPolicy", vec, lagrangian=variant, seed=seed, **PPO_KWARGS)
+        learn = partial(model.learn, reset_num_timesteps=False)
+        lambdas = lambda: np.asarray(model.lambdas).tolist()  # noqa: E731
     curve, wall = [], 0.0
     while model.num_timesteps < timesteps:
         start = time.perf_counter()
-        model.learn(eval_every)
+        learn(eval_every)
         wall += time.perf_counter() - start
         r = evaluate_policy_with_cost(model, eval_env, EVAL_EPISODES, seed=EVAL_SEED)
         point = {
             "steps": model.num_timesteps,
             "score": (r.summary()["reward"] - r_random) / (r_oracle - r_random),
             "cost_over_limit": (r.cost_per_step.mean(axis=0) / limits).tolist(),
-            "lambda": model.dual[1:].tolist(),
+            "lambda": lambdas(),
         }
         curve.append(point)
         print(point, flush=True)
     result = {
+        "agent": agent,
         "seed": seed,
         "timesteps": timesteps,
         "episode_length": episode_length,
@@ -81,6 +96,8 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     tag = "_Tinf" if infinite_horizon else ("" if episode_length is None else f"_T{episode_length}")
     tag += "_norm" if normalize_costs else ""
+    if agent != "cvpo":
+        tag = f"_{agent}"
     (out / f"cvpo_meg_seed{seed}{tag}.json").write_text(json.dumps(result, indent=2))
 
 
@@ -94,8 +111,11 @@ def plot(paths: list[Path], out: Path) -> None:
     for path in paths:
         data = json.loads(path.read_text())
         steps = [p["steps"] / 1000 for p in data["curve"]]
-        tag = f"seed {data['seed']}"
-        if data.get("infinite_horizon_threshold") or (data.get("episode_length") or 0) >= 10_000:
+        agent = data.get("agent", "cvpo")
+        tag = f"{agent} seed {data['seed']}"
+        if agent == "cvpo" and (
+            data.get("infinite_horizon_threshold") or (data.get("episode_length") or 0) > 1e4
+        ):
             tag += ", thr d/(1-gamma)"
         ax_s.plot(steps, [p["score"] for p in data["curve"]], marker="o", label=tag)
         for i, name in enumerate(("latency", "energy")):
@@ -131,6 +151,7 @@ def main() -> None:
         help="T of the Q threshold (large: infinite-horizon threshold)",
     )
     parser.add_argument("--normalize-costs", action="store_true", help="CVPOConfig.normalize_costs")
+    parser.add_argument("--agent", choices=["cvpo", "ppo-lagrangian", "pid-lagrangian"], default="cvpo")
     parser.add_argument(
         "--infinite-horizon-threshold", action="store_true", help="CVPOConfig.infinite_horizon_threshold"
     )
@@ -147,6 +168,7 @@ def main() -> None:
             args.episode_length,
             args.normalize_costs,
             args.infinite_horizon_threshold,
+            args.agent,
         )
 
 
