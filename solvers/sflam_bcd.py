@@ -84,11 +84,11 @@ def rate_matching(config: SFLAMConfig, block_gain: np.ndarray) -> np.ndarray:
     block_gain = np.asarray(block_gain, dtype=np.float64)
     m = block_gain.shape[-1]
     # The equal-share rate is (B / M) log2(1 + snr): a positive factor away from log1p(snr).
-    rates = np.log1p(block_gain * (config.max_power_w * m / config.uplink_noise_w))
-    flat = rates.reshape(-1, m, m)
-    cols = np.empty(flat.shape[:2], dtype=np.intp)
-    for k in range(flat.shape[0]):  # scipy solves one assignment per call
-        cols[k] = linear_sum_assignment(flat[k], maximize=True)[1]
+    neg_rates = np.log1p(block_gain * (config.max_power_w * m / config.uplink_noise_w))
+    np.negative(neg_rates, out=neg_rates)  # once for all rounds, not per call (maximize=True copies)
+    flat = neg_rates.reshape(-1, m, m)
+    # scipy solves one assignment per call
+    cols = np.array([linear_sum_assignment(cost)[1] for cost in flat], dtype=np.intp)
     return cols.reshape(block_gain.shape[:-1])
 
 

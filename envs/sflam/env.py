@@ -145,7 +145,7 @@ class SFLAMEnv(gym.Env):
         device_gain = channel_gain(path_loss_db_macro(distance) + rng.normal(0.0, cfg.shadowing_std_db, n))
         self._selected = np.argsort(rng.random((rounds, n)), axis=1)[:, :m]
         selected_gain = device_gain[self._selected]  # (R, M)
-        self._block_gain = selected_gain[..., None] * rng.exponential(1.0, (rounds, m, m))  # (R, M, M)
+        self._block_gain = selected_gain[..., None] * rng.standard_exponential((rounds, m, m))  # (R, M, M)
         self._fixed_s = fixed_latency_s(cfg, selected_gain)  # (R, M)
         self._block = rate_matching(cfg, self._block_gain)  # (R, M)
         gain_over_noise = self._block_gain[self._round_index, self._device_index, self._block]
