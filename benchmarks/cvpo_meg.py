@@ -42,6 +42,7 @@ def run(
     normalize_costs: bool,
     infinite_horizon: bool = False,
     agent: str = "cvpo",
+    estep_dual_max: float = 20.0,
 ) -> None:
     th.set_num_threads(1)
     eval_env = gym.make(ENV)
@@ -56,6 +57,7 @@ def run(
         episode_length=episode_length,
         normalize_costs=normalize_costs,
         infinite_horizon_threshold=infinite_horizon,
+        estep_dual_max=estep_dual_max,
     )
     if agent == "cvpo":
         model = CVPO(gym.make(ENV), config, seed=seed)
@@ -87,6 +89,7 @@ def run(
         "episode_length": episode_length,
         "normalize_costs": normalize_costs,
         "infinite_horizon_threshold": infinite_horizon,
+        "estep_dual_max": estep_dual_max,
         "oracle_reward": r_oracle,
         "random_reward": r_random,
         "oracle_cost_over_limit": (oracle.cost_per_step.mean(axis=0) / limits).tolist(),
@@ -96,6 +99,7 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     tag = "_Tinf" if infinite_horizon else ("" if episode_length is None else f"_T{episode_length}")
     tag += "_norm" if normalize_costs else ""
+    tag += "" if estep_dual_max == 20.0 else f"_cap{estep_dual_max:g}"
     if agent != "cvpo":
         tag = f"_{agent}"
     (out / f"cvpo_meg_seed{seed}{tag}.json").write_text(json.dumps(result, indent=2))
@@ -152,6 +156,7 @@ def main() -> None:
     )
     parser.add_argument("--normalize-costs", action="store_true", help="CVPOConfig.normalize_costs")
     parser.add_argument("--agent", choices=["cvpo", "ppo-lagrangian", "pid-lagrangian"], default="cvpo")
+    parser.add_argument("--estep-dual-max", type=float, default=20.0, help="CVPOConfig.estep_dual_max")
     parser.add_argument(
         "--infinite-horizon-threshold", action="store_true", help="CVPOConfig.infinite_horizon_threshold"
     )
@@ -169,6 +174,7 @@ def main() -> None:
             args.normalize_costs,
             args.infinite_horizon_threshold,
             args.agent,
+            args.estep_dual_max,
         )
 
 
