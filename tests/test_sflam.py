@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
+from scipy.optimize import linear_sum_assignment
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import envs  # noqa: F401
@@ -305,3 +306,46 @@ def test_bandwidth_weights_are_floored_not_zero():
     assert share[0] == pytest.approx(1e-9 / (9 + 1e-9)) and share[1:] == pytest.approx(1 / (9 + 1e-9))
     _, reward, _, _, info = env.step(action)
     assert np.isfinite(reward) and info["costs"][0] > 1e3  # the starved device takes a long time
+
+
+def test_unseeded_resets_draw_distinct_reproducible_consistent_episodes():
+    def episodes(n):
+        env = gym.make(ID).unwrapped
+        env.reset(seed=11)
+        out = []
+        for _ in range(n):  # 40 episodes: the seeded one, then blocks of 16
+            obs, _ = env.reset()
+            gain, fixed, block = env.round_data()
+            out.append((obs.copy(), gain, fixed, block))
+        return env, out
+
+    env, a = episodes(40)
+    _, b = episodes(40)
+    for x, y in zip(a, b, strict=True):
+        assert all(np.array_equal(u, v) for u, v in zip(x, y, strict=True))
+    assert len({x[0].tobytes() for x in a}) == 40  # no episode repeats
+    cfg = env.config
+    for obs, gain, fixed, block in a[::7]:  # each episode's first round, recomputed from its own data
+        matched = gain[np.arange(10), block]
+        efficiency = np.log2(1 + cfg.max_power_w * 10 * matched / cfg.uplink_noise_w) / 10
+        assert np.allclose(obs[0:20:2], np.minimum(efficiency, 10), rtol=1e-6)
+        assert np.allclose(obs[1:20:2], fixed / cfg.max_round_latency_s, rtol=1e-6)
+        rates = np.log1p(gain * (cfg.max_power_w * 10 / cfg.uplink_noise_w))
+        assert np.array_equal(block, linear_sum_assignment(rates, maximize=True)[1])
+
+
+def test_changing_a_returned_observation_changes_nothing_after():
+    def rollout(scribble):
+        env = gym.make(ID)
+        obs, _ = env.reset(seed=2)
+        seen, rng = [], np.random.default_rng(0)
+        for _ in range(50):  # crosses an episode end: the next episode comes from a drawn block
+            seen.append(obs.copy())
+            if scribble:
+                obs *= -1.0
+            obs, _, _, truncated, _ = env.step(rng.uniform(-1, 1, 30).astype(np.float32))
+            if truncated:
+                obs, _ = env.reset()
+        return seen
+
+    assert all(np.array_equal(x, y) for x, y in zip(rollout(False), rollout(True), strict=True))

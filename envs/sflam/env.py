@@ -22,6 +22,7 @@ __all__ = ["SFLAMEnv"]
 _MIN_POWER_SHARE = 1e-3
 _MIN_WEIGHT = 1e-9  # a zero weight would starve the device (it never finishes) and divide by zero
 _OBS_CLIP = 10.0
+_EPISODES_PER_DRAW = 16
 
 
 class SFLAMEnv(gym.Env):
@@ -73,7 +74,8 @@ class SFLAMEnv(gym.Env):
     ## Starting State
 
     Device distances ``U[50, 300]`` m and 6 dB shadowing per episode; per round the M selected devices
-    and the Rayleigh fading of every (device, block) pair; all drawn at ``reset``.
+    and the Rayleigh fading of every (device, block) pair. ``reset(seed=s)`` draws one episode; unseeded
+    resets draw blocks of 16 episodes at a time from the env's generator (same seeds, same episodes).
 
     ## Episode End
 
@@ -126,46 +128,77 @@ class SFLAMEnv(gym.Env):
         self._tables = RoundTables.from_config(cfg)
         self._inv_limit = 1.0 / cfg.max_round_latency_s
         self._num_rounds = cfg.num_rounds
-        rounds = cfg.num_rounds
-        self._round_index = np.arange(rounds)[:, None]
-        self._device_index = np.arange(m)
-        self._progress = np.arange(rounds + 1) / rounds
+        self._progress = np.arange(cfg.num_rounds + 1) / cfg.num_rounds
+        self._draws: dict[str, np.ndarray] = {"obs": np.empty((0,))}
+        self._draws_rng: np.random.Generator | None = None
+        self._next_episode = 0
         self._round = cfg.num_rounds
         self._last_info: dict[str, Any] = zero_cost_info(self.cost_spec)
         self._live = None
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        """Draw the devices and every round's selection and fading."""
+        """Start an episode: the devices and every round's selection, fading and block matching."""
         super().reset(seed=seed)
         if options:
             raise ValueError(f"SFLAM-v0 reset takes no options, got {sorted(options)}")
-        cfg, rng = self.config, self.np_random
-        n, m, rounds = cfg.num_devices, cfg.selected_devices, cfg.num_rounds
-        distance = rng.uniform(cfg.min_distance_m, cfg.max_distance_m, n)
-        device_gain = channel_gain(path_loss_db_macro(distance) + rng.normal(0.0, cfg.shadowing_std_db, n))
-        self._selected = np.argsort(rng.random((rounds, n)), axis=1)[:, :m]
-        selected_gain = device_gain[self._selected]  # (R, M)
-        self._block_gain = selected_gain[..., None] * rng.standard_exponential((rounds, m, m))  # (R, M, M)
-        self._fixed_s = fixed_latency_s(cfg, selected_gain)  # (R, M)
-        self._block = rate_matching(cfg, self._block_gain)  # (R, M)
-        gain_over_noise = self._block_gain[self._round_index, self._device_index, self._block]
-        gain_over_noise *= 1.0 / cfg.uplink_noise_w
-        obs = np.empty((rounds + 1, 2 * m + 1), dtype=np.float32)
-        obs[:rounds, 0 : 2 * m : 2] = np.log2(1.0 + (cfg.max_power_w * m) * gain_over_noise) / 10.0
-        obs[:rounds, 1 : 2 * m : 2] = self._fixed_s * self._inv_limit
-        obs[rounds, :-1] = obs[rounds - 1, :-1]
-        obs[:, -1] = self._progress
-        self._obs = np.minimum(obs, _OBS_CLIP, out=obs)  # every entry is >= 0
-        for table in (self._selected, self._block):
-            table.flags.writeable = False  # info hands out views of their rows
-        self._gain_over_noise = gain_over_noise
+        rng = self.np_random
+        if seed is not None or rng is not self._draws_rng or self._next_episode >= len(self._draws["obs"]):
+            # Episodes are drawn in blocks: numpy's per-call overhead, not the arithmetic, dominates a
+            # 20-round draw. A seeded reset draws a block of one, so seeding every episode costs nothing.
+            self._draws = self._draw_episodes(rng, 1 if seed is not None else _EPISODES_PER_DRAW)
+            self._draws_rng, self._next_episode = rng, 0
+        k = self._next_episode
+        self._next_episode = k + 1
+        d = self._draws
+        self._selected, self._block, self._block_gain = d["selected"][k], d["block"][k], d["block_gain"][k]
+        self._fixed_s, self._gain_over_noise, self._obs = (
+            d["fixed_s"][k],
+            d["gain_over_noise"][k],
+            d["obs"][k],
+        )
         self._round = 0
         self._last_info = zero_cost_info(self.cost_spec)
-        if cfg.backend == "live":
+        if self.config.backend == "live":
             from envs.backends.split_vit import SplitFederatedViT
 
-            self._live = SplitFederatedViT(n, alpha=cfg.live_alpha, seed=int(rng.integers(2**31 - 1)))
-        return self._obs[0].copy(), {**self._last_info, "devices": self._selected[0].copy()}
+            seed_live = int(rng.integers(2**31 - 1))
+            self._live = SplitFederatedViT(
+                self.config.num_devices, alpha=self.config.live_alpha, seed=seed_live
+            )
+        # Each row of the drawn observations is handed out once and never read again: no copy needed.
+        return self._obs[0], {**self._last_info, "devices": self._selected[0].copy()}
+
+    def _draw_episodes(self, rng: np.random.Generator, episodes: int) -> dict[str, np.ndarray]:
+        """``episodes`` episodes' devices, selections, fading, block matchings and observations."""
+        cfg = self.config
+        n, m, rounds, k = cfg.num_devices, cfg.selected_devices, cfg.num_rounds, episodes
+        distance = rng.uniform(cfg.min_distance_m, cfg.max_distance_m, (k, n))
+        device_gain = channel_gain(
+            path_loss_db_macro(distance) + rng.normal(0.0, cfg.shadowing_std_db, (k, n))
+        )
+        selected = np.argsort(rng.random((k, rounds, n)), axis=-1)[..., :m]  # (K, R, M)
+        selected_gain = np.take_along_axis(device_gain[:, None, :], selected, axis=-1)
+        block_gain = selected_gain[..., None] * rng.standard_exponential((k, rounds, m, m))  # (K, R, M, M)
+        fixed_s = fixed_latency_s(cfg, selected_gain)
+        block = rate_matching(cfg, block_gain)  # (K, R, M)
+        gain_over_noise = np.take_along_axis(block_gain, block[..., None], axis=-1)[..., 0]
+        gain_over_noise *= 1.0 / cfg.uplink_noise_w
+        obs = np.empty((k, rounds + 1, 2 * m + 1), dtype=np.float32)
+        obs[:, :rounds, 0 : 2 * m : 2] = np.log2(1.0 + (cfg.max_power_w * m) * gain_over_noise) / 10.0
+        obs[:, :rounds, 1 : 2 * m : 2] = fixed_s * self._inv_limit
+        obs[:, rounds, :-1] = obs[:, rounds - 1, :-1]
+        obs[..., -1] = self._progress
+        np.minimum(obs, _OBS_CLIP, out=obs)  # every entry is >= 0
+        for table in (selected, block):
+            table.flags.writeable = False  # info hands out views of their rows
+        return {
+            "selected": selected,
+            "block": block,
+            "block_gain": block_gain,
+            "fixed_s": fixed_s,
+            "gain_over_noise": gain_over_noise,
+            "obs": obs,
+        }
 
     def decisions(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(bits, bandwidth share, power W) of an action; ValueError on NaN/inf or a wrong shape."""
@@ -230,7 +263,7 @@ class SFLAMEnv(gym.Env):
             info["live_train_loss"] = float(report.train_loss.mean())
             info["live_accuracy"] = self._live.accuracy()
         self._last_info = info
-        return self._obs[r + 1].copy(), -objective, False, r + 1 >= self._num_rounds, info
+        return self._obs[r + 1], -objective, False, r + 1 >= self._num_rounds, info
 
     def oracle_action(self) -> np.ndarray:
         """BCD's decisions for the current round (with the env's block matching)."""
