@@ -117,6 +117,13 @@ class CVPOConfig:
     d per step; the episodic threshold then holds the costs near ``(1 - gamma^T)`` of the limit (0.86 on
     MEG-v0). Off by default, as the issue's contract has it; on MEG-v0 it moved both costs from
     0.83-0.88 to 0.98-1.01 of their limits (BENCHMARKS.md)"""
+    entity_dims: tuple[int, int] | None = None
+    """``(observation features, action dims)`` of one entity (a device) for an actor shared by all
+    entities: the observation is the entities' features one after the other, then global features;
+    the action is the entities' actions one after the other. One MLP maps each entity's features plus
+    the global ones to its actions, so every entity's sample trains it and its policy is the same
+    whatever the entity's index. FedDiffusion-v0: ``(3, 1)``; SFLAM-v0: ``(2, 3)``. ``None``: one MLP
+    on the whole observation"""
     normalize_costs: bool = False
     """divide every cost by its per-step limit before the critics see it, so the thresholds are
     ``(1 - gamma^T) / (1 - gamma)`` whatever the cost's unit. Off by default: on FedDiffusion-v0 it
@@ -143,6 +150,8 @@ class CVPOConfig:
             "updates_per_step": self.updates_per_step > 0,
             "max_grad_norm": self.max_grad_norm > 0,
             "episode_length": self.episode_length is None or self.episode_length >= 1,
+            "entity_dims": self.entity_dims is None
+            or (len(self.entity_dims) == 2 and min(self.entity_dims) >= 1),
         }
         for name, ok in checks.items():
             if not ok:
@@ -174,6 +183,43 @@ class GaussianActor(nn.Module):
         """Mean and std, each ``(batch, act_dim)``."""
         mean = th.tanh(self.mean_net(obs))
         std = self.log_std.clamp(-10.0, 2.0).exp().expand_as(mean)
+        return mean, std
+
+
+class EntityGaussianActor(GaussianActor):
+    """:class:`GaussianActor` whose mean is one MLP applied to every entity (``CVPOConfig.entity_dims``).
+
+    The std is one per entity action dimension, shared by the entities.
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        hidden: Sequence[int],
+        log_std_init: float,
+        entity_dims: tuple[int, int],
+    ) -> None:
+        nn.Module.__init__(self)
+        entity_obs, entity_act = entity_dims
+        self.entities = act_dim // entity_act
+        self.entity_obs, self.global_obs = entity_obs, obs_dim - self.entities * entity_obs
+        if act_dim % entity_act or self.entities < 1 or self.global_obs < 0:
+            raise ValueError(
+                f"CVPOConfig.entity_dims={tuple(entity_dims)} does not fit observations of {obs_dim} and "
+                f"actions of {act_dim} values: the actions must be whole entities of {entity_act}, and "
+                f"the observation at least {entity_obs} features per entity"
+            )
+        self.mean_net = mlp(entity_obs + self.global_obs, entity_act, hidden)
+        self.log_std = nn.Parameter(th.full((entity_act,), float(log_std_init)))
+
+    def forward(self, obs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """Mean and std, each ``(batch, act_dim)``."""
+        lead, split = obs.shape[:-1], self.entities * self.entity_obs
+        per_entity = obs[..., :split].reshape(*lead, self.entities, self.entity_obs)
+        shared = obs[..., split:].unsqueeze(-2).expand(*lead, self.entities, self.global_obs)
+        mean = th.tanh(self.mean_net(th.cat([per_entity, shared], dim=-1))).reshape(*lead, -1)
+        std = self.log_std.clamp(-10.0, 2.0).exp().repeat(self.entities).expand_as(mean)
         return mean, std
 
 
@@ -387,7 +433,11 @@ class CVPO:
         if self.seed is not None:
             th.manual_seed(self.seed)
         self.obs_dim, self.act_dim = obs_dim, act_dim
-        self.actor = GaussianActor(obs_dim, act_dim, cfg.hidden, cfg.log_std_init).to(self.device)
+        if cfg.entity_dims is None:
+            actor = GaussianActor(obs_dim, act_dim, cfg.hidden, cfg.log_std_init)
+        else:
+            actor = EntityGaussianActor(obs_dim, act_dim, cfg.hidden, cfg.log_std_init, cfg.entity_dims)
+        self.actor = actor.to(self.device)
         self.critics = Critics(obs_dim, act_dim, self.cost_spec.num_costs, cfg.hidden).to(self.device)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critics_target = copy.deepcopy(self.critics).requires_grad_(False)
@@ -686,7 +736,14 @@ class CVPO:
                 )
         except (FileNotFoundError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
             raise ValueError(f"{path} is not a CVPO checkpoint ({type(exc).__name__}: {exc})") from None
-        config = CVPOConfig(**{**meta["config"], "hidden": tuple(meta["config"]["hidden"])})
+        entity_dims = meta["config"].get("entity_dims")
+        config = CVPOConfig(
+            **{
+                **meta["config"],
+                "hidden": tuple(meta["config"]["hidden"]),
+                "entity_dims": None if entity_dims is None else tuple(entity_dims),
+            }
+        )
         if env is None:
             env = _PlaceholderEnv(meta)
         model = cls(env, config, cost_limits=meta["cost_spec"]["limits"], device=device)

@@ -34,6 +34,7 @@ def run(
     out: Path,
     episode_length: int | None,
     infinite_horizon: bool = False,
+    entity_actor: bool = False,
 ) -> None:
     th.set_num_threads(1)
     eval_env = gym.make(ENV)
@@ -43,6 +44,7 @@ def run(
         updates_per_step=updates_per_step,
         episode_length=episode_length,
         infinite_horizon_threshold=infinite_horizon,
+        entity_dims=(3, 1) if entity_actor else None,  # per device: 3 observed times, 1 upload share
     )
     model = CVPO(gym.make(ENV), config, seed=seed)
     curve, update_time, updates = [], 0.0, 0
@@ -68,6 +70,7 @@ def run(
         "updates_per_step": updates_per_step,
         "episode_length": episode_length,
         "infinite_horizon_threshold": infinite_horizon,
+        "entity_actor": entity_actor,
         "oracle_miss_per_step": float(oracle.cost_per_step.mean()),
         "oracle_energy_j": oracle_energy,
         "threshold": model.thresholds.tolist(),
@@ -77,6 +80,7 @@ def run(
     }
     out.mkdir(parents=True, exist_ok=True)
     tag = "_Tinf" if infinite_horizon else ("" if episode_length is None else f"_T{episode_length}")
+    tag += "_entity" if entity_actor else ""
     (out / f"cvpo_fed_seed{seed}{tag}.json").write_text(json.dumps(result, indent=2))
 
 
@@ -144,6 +148,9 @@ def main() -> None:
     parser.add_argument(
         "--infinite-horizon-threshold", action="store_true", help="CVPOConfig.infinite_horizon_threshold"
     )
+    parser.add_argument(
+        "--entity-actor", action="store_true", help="one actor MLP shared by the devices (entity_dims=(3, 1))"
+    )
     args = parser.parse_args()
     if args.speed:
         print(
@@ -161,6 +168,7 @@ def main() -> None:
             args.out,
             args.episode_length,
             args.infinite_horizon_threshold,
+            args.entity_actor,
         )
 
 

@@ -206,3 +206,36 @@ def test_reaches_the_toy_constrained_optimum():
     cost = result.cost_per_step[:, 0].mean()
     assert abs(cost - 0.3) <= 0.3 * 0.15
     assert result.rewards.mean() / horizon >= 1.3 * 0.9
+
+
+def test_entity_actor_is_shared_by_the_devices_and_survives_save_load(tmp_path):
+    env = gym.make("edgegen/FedDiffusion-v0", num_rounds=5, max_episode_steps=5)
+    config = CVPOConfig(learning_starts=20, batch_size=16, num_particles=4, hidden=(16,), entity_dims=(3, 1))
+    model = CVPO(env, config, seed=0)
+    model.learn(60)
+    obs = np.random.default_rng(0).uniform(0, 1, (5, 31)).astype(np.float32)
+    perm = np.random.default_rng(1).permutation(10)
+    permuted = obs.copy()
+    permuted[:, :30] = obs[:, :30].reshape(5, 10, 3)[:, perm].reshape(5, 30)
+    action, action_permuted = model.predict(obs)[0], model.predict(permuted)[0]
+    np.testing.assert_allclose(action_permuted, action[:, perm], atol=1e-6)  # device k's action moves with it
+    # one device's features alone set its action: changing device 0's leaves the others' unchanged
+    changed = obs.copy()
+    changed[:, :3] += 0.5
+    moved = model.predict(changed)[0]
+    np.testing.assert_allclose(moved[:, 1:], action[:, 1:], atol=1e-6)
+    assert np.abs(moved[:, 0] - action[:, 0]).max() > 1e-4
+    model.save(tmp_path / "entity")
+    loaded = CVPO.load(tmp_path / "entity.zip")
+    assert loaded.config.entity_dims == (3, 1)
+    np.testing.assert_array_equal(loaded.predict(obs)[0], action)
+
+
+def test_entity_dims_that_do_not_fit_the_spaces_raise():
+    env = gym.make("edgegen/FedDiffusion-v0")  # 31 observations, 10 actions
+    with pytest.raises(ValueError, match=r"entity_dims=\(4, 1\) does not fit observations of 31"):
+        CVPO(env, CVPOConfig(entity_dims=(4, 1)))
+    with pytest.raises(ValueError, match=r"entity_dims=\(3, 3\) does not fit"):
+        CVPO(env, CVPOConfig(entity_dims=(3, 3)))
+    with pytest.raises(ValueError, match=r"CVPOConfig\.entity_dims is out of range"):
+        CVPOConfig(entity_dims=(0, 1))
