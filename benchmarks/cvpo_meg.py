@@ -5,7 +5,7 @@ Every --eval-every env steps the deterministic policy is evaluated on 20 seeded 
 (R_oracle - R_random); targets (issue 4): both costs within 2 % of their limits, score >= 0.9.
 
     python benchmarks/cvpo_meg.py --seed 0 [--timesteps 60000] [--episode-length T]
-        [--infinite-horizon-threshold] [--normalize-costs]
+        [--infinite-horizon-threshold] [--normalize-costs] [--gamma G] [--estep-kl EPS]
     python benchmarks/cvpo_meg.py --seed 0 --agent ppo-lagrangian --timesteps 200000   # beside it
     python benchmarks/cvpo_meg.py --plot benchmarks/out/cvpo_meg_seed*.json
 """
@@ -43,6 +43,8 @@ def run(
     infinite_horizon: bool = False,
     agent: str = "cvpo",
     estep_dual_max: float = 20.0,
+    estep_kl: float = 0.02,
+    gamma: float = 0.97,
 ) -> None:
     th.set_num_threads(1)
     eval_env = gym.make(ENV)
@@ -58,6 +60,8 @@ def run(
         normalize_costs=normalize_costs,
         infinite_horizon_threshold=infinite_horizon,
         estep_dual_max=estep_dual_max,
+        estep_kl=estep_kl,
+        gamma=gamma,
     )
     if agent == "cvpo":
         model = CVPO(gym.make(ENV), config, seed=seed)
@@ -90,6 +94,8 @@ def run(
         "normalize_costs": normalize_costs,
         "infinite_horizon_threshold": infinite_horizon,
         "estep_dual_max": estep_dual_max,
+        "estep_kl": estep_kl,
+        "gamma": gamma,
         "oracle_reward": r_oracle,
         "random_reward": r_random,
         "oracle_cost_over_limit": (oracle.cost_per_step.mean(axis=0) / limits).tolist(),
@@ -100,6 +106,8 @@ def run(
     tag = "_Tinf" if infinite_horizon else ("" if episode_length is None else f"_T{episode_length}")
     tag += "_norm" if normalize_costs else ""
     tag += "" if estep_dual_max == 20.0 else f"_cap{estep_dual_max:g}"
+    tag += "" if estep_kl == 0.02 else f"_kl{estep_kl:g}"
+    tag += "" if gamma == 0.97 else f"_gamma{gamma:g}"
     if agent != "cvpo":
         tag = f"_{agent}"
     (out / f"cvpo_meg_seed{seed}{tag}.json").write_text(json.dumps(result, indent=2))
@@ -157,6 +165,8 @@ def main() -> None:
     parser.add_argument("--normalize-costs", action="store_true", help="CVPOConfig.normalize_costs")
     parser.add_argument("--agent", choices=["cvpo", "ppo-lagrangian", "pid-lagrangian"], default="cvpo")
     parser.add_argument("--estep-dual-max", type=float, default=20.0, help="CVPOConfig.estep_dual_max")
+    parser.add_argument("--estep-kl", type=float, default=0.02, help="CVPOConfig.estep_kl")
+    parser.add_argument("--gamma", type=float, default=0.97, help="CVPOConfig.gamma")
     parser.add_argument(
         "--infinite-horizon-threshold", action="store_true", help="CVPOConfig.infinite_horizon_threshold"
     )
@@ -175,6 +185,8 @@ def main() -> None:
             args.infinite_horizon_threshold,
             args.agent,
             args.estep_dual_max,
+            args.estep_kl,
+            args.gamma,
         )
 
 
