@@ -4,6 +4,7 @@ Every --eval-every env steps the deterministic policy is evaluated on 20 seeded 
 10000-10019) beside the oracle; also measured: gradient updates per second. One process per seed.
 
     python benchmarks/cvpo_fed.py --seed 0 [--timesteps 100000] [--episode-length T] [--out benchmarks/out]
+        [--infinite-horizon-threshold] [--entity-actor] [--gamma G]
     python benchmarks/cvpo_fed.py --plot benchmarks/out/cvpo_fed_seed*.json \
         [--lagrangian benchmarks/out/lagrangian_fed.json]   # the PNG of all runs
 """
@@ -35,6 +36,7 @@ def run(
     episode_length: int | None,
     infinite_horizon: bool = False,
     entity_actor: bool = False,
+    gamma: float = 0.97,
 ) -> None:
     th.set_num_threads(1)
     eval_env = gym.make(ENV)
@@ -45,6 +47,7 @@ def run(
         episode_length=episode_length,
         infinite_horizon_threshold=infinite_horizon,
         entity_dims=(3, 1) if entity_actor else None,  # per device: 3 observed times, 1 upload share
+        gamma=gamma,
     )
     model = CVPO(gym.make(ENV), config, seed=seed)
     curve, update_time, updates = [], 0.0, 0
@@ -71,6 +74,7 @@ def run(
         "episode_length": episode_length,
         "infinite_horizon_threshold": infinite_horizon,
         "entity_actor": entity_actor,
+        "gamma": gamma,
         "oracle_miss_per_step": float(oracle.cost_per_step.mean()),
         "oracle_energy_j": oracle_energy,
         "threshold": model.thresholds.tolist(),
@@ -81,6 +85,7 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     tag = "_Tinf" if infinite_horizon else ("" if episode_length is None else f"_T{episode_length}")
     tag += "_entity" if entity_actor else ""
+    tag += "" if gamma == 0.97 else f"_gamma{gamma:g}"
     (out / f"cvpo_fed_seed{seed}{tag}.json").write_text(json.dumps(result, indent=2))
 
 
@@ -111,6 +116,12 @@ def plot(paths: list[Path], out: Path, lagrangian: Path | None = None) -> None:
         label = f"CVPO seed {data['seed']}"
         if data.get("episode_length"):
             label += f", T = {data['episode_length']:,}"
+        if data.get("infinite_horizon_threshold"):
+            label += ", T = inf"
+        if data.get("entity_actor"):
+            label += ", per-device actor"
+        if data.get("gamma", 0.97) != 0.97:
+            label += f", gamma {data['gamma']:g}"
         ax_e.plot(steps, [p["energy_ratio"] for p in data["curve"]], marker="o", label=label)
         ax_m.plot(steps, [p["miss_per_step"] for p in data["curve"]], marker="o", label=label)
     if lagrangian is not None:
@@ -151,6 +162,7 @@ def main() -> None:
     parser.add_argument(
         "--entity-actor", action="store_true", help="one actor MLP shared by the devices (entity_dims=(3, 1))"
     )
+    parser.add_argument("--gamma", type=float, default=0.97, help="CVPOConfig.gamma")
     args = parser.parse_args()
     if args.speed:
         print(
@@ -169,6 +181,7 @@ def main() -> None:
             args.episode_length,
             args.infinite_horizon_threshold,
             args.entity_actor,
+            args.gamma,
         )
 
 

@@ -129,6 +129,8 @@ def plot(paths: list[Path], out: Path) -> None:
             data.get("infinite_horizon_threshold") or (data.get("episode_length") or 0) > 1e4
         ):
             tag += ", thr d/(1-gamma)"
+        if data.get("gamma", 0.97) != 0.97:
+            tag += f", gamma {data['gamma']:g}"
         ax_s.plot(steps, [p["score"] for p in data["curve"]], marker="o", label=tag)
         for i, name in enumerate(("latency", "energy")):
             ax_c.plot(
