@@ -45,7 +45,7 @@ from torch.nn import functional as F
 
 from envs.cmdp import CostSpec, get_cost_spec
 
-__all__ = ["CVPO", "CVPOConfig", "estep_dual", "q_threshold", "solve_estep_dual"]
+__all__ = ["CVPO", "CVPOConfig", "centre_cost_q", "estep_dual", "q_threshold", "solve_estep_dual"]
 
 SelfCVPO = TypeVar("SelfCVPO", bound="CVPO")
 _DUAL_MIN = 1e-6
@@ -124,6 +124,13 @@ class CVPOConfig:
     the global ones to its actions, so every entity's sample trains it and its policy is the same
     whatever the entity's index. FedDiffusion-v0: ``(3, 1)``; SFLAM-v0: ``(2, 3)``. ``None``: one MLP
     on the whole observation"""
+    cost_value_baseline: float | None = None
+    """replace each state's cost Qs in the E-step dual by their deviation from the state's particle
+    mean plus a running mean (this Polyak rate per update) of the batch's cost value. Each state's
+    softmax weights are unchanged (a per-state constant cancels), but the constraint no longer moves
+    with which states the batch happened to draw: without it the batch mean of Q_c jitters by more
+    than the KL-bounded q can correct, and lambda flips between 0 and its cap from batch to batch.
+    ``None``: the batch's own Q_c, as in the paper"""
     normalize_costs: bool = False
     """divide every cost by its per-step limit before the critics see it, so the thresholds are
     ``(1 - gamma^T) / (1 - gamma)`` whatever the cost's unit. Off by default: on FedDiffusion-v0 it
@@ -150,6 +157,7 @@ class CVPOConfig:
             "updates_per_step": self.updates_per_step > 0,
             "max_grad_norm": self.max_grad_norm > 0,
             "episode_length": self.episode_length is None or self.episode_length >= 1,
+            "cost_value_baseline": self.cost_value_baseline is None or 0 < self.cost_value_baseline <= 1,
             "entity_dims": self.entity_dims is None
             or (len(self.entity_dims) == 2 and min(self.entity_dims) >= 1),
         }
@@ -356,6 +364,20 @@ def solve_estep_dual(
     return result.x
 
 
+def centre_cost_q(
+    q_c: np.ndarray, running_value: np.ndarray | None, rate: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``Q_c - mean_k Q_c + V`` with V the running batch cost value, and the updated V.
+
+    ``q_c`` is ``(n_costs, B, K)``; V moves by ``rate`` towards this batch's mean of ``Q_c`` (it starts
+    there). Returns a new array; ``q_c`` is not modified.
+    """
+    state_value = q_c.mean(axis=2, keepdims=True)
+    batch_value = state_value.mean(axis=(1, 2))
+    value = batch_value if running_value is None else running_value + rate * (batch_value - running_value)
+    return q_c - state_value + value[:, None, None], value
+
+
 # ---------------------------------------------------------------------------------------------------
 # 4. M-step: decoupled KL between diagonal Gaussians
 # ---------------------------------------------------------------------------------------------------
@@ -444,6 +466,7 @@ class CVPO:
         self.actor_optimizer = th.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
         self.critic_optimizer = th.optim.Adam(self.critics.parameters(), lr=cfg.critic_lr)
         self.dual = np.concatenate([[1.0], np.zeros(self.cost_spec.num_costs)])  # (eta, lambda...)
+        self.cost_value: np.ndarray | None = None  # running batch cost value (cost_value_baseline)
         self.alpha_mean, self.alpha_std = 0.0, 0.0
         space = self.env.action_space
         self._low, self._high = space.low.astype(np.float32), space.high.astype(np.float32)
@@ -622,6 +645,8 @@ class CVPO:
             q_r_p, q_c_p = self.critics_target(flat_obs, particles.reshape(k * b, -1))
         q_r_np = q_r_p.min(0).values.reshape(k, b).T.double().cpu().numpy()  # (B, K)
         q_c_np = q_c_p.reshape(-1, k, b).transpose(1, 2).double().cpu().numpy()  # (n_costs, B, K)
+        if cfg.cost_value_baseline is not None:
+            q_c_np, self.cost_value = centre_cost_q(q_c_np, self.cost_value, cfg.cost_value_baseline)
         self.dual = solve_estep_dual(
             q_r_np, q_c_np, cfg.estep_kl, self.thresholds, self.dual, cfg.estep_dual_max
         )
@@ -703,6 +728,7 @@ class CVPO:
             "cost_spec": asdict(self.cost_spec),
             "thresholds": self.thresholds.tolist(),
             "dual": self.dual.tolist(),
+            "cost_value": None if self.cost_value is None else self.cost_value.tolist(),
             "alpha": [self.alpha_mean, self.alpha_std],
             "obs_dim": self.obs_dim,
             "act_dim": self.act_dim,
@@ -751,6 +777,8 @@ class CVPO:
             getattr(model, name).load_state_dict(state[name])
         model.thresholds = np.array(meta["thresholds"])
         model.dual = np.array(meta["dual"])
+        if meta.get("cost_value") is not None:
+            model.cost_value = np.array(meta["cost_value"])
         model.alpha_mean, model.alpha_std = meta["alpha"]
         model.num_timesteps, model.num_updates = meta["num_timesteps"], meta["num_updates"]
         return model

@@ -6,6 +6,7 @@ Every --eval-every env steps the deterministic policy is evaluated on 20 seeded 
 
     python benchmarks/cvpo_meg.py --seed 0 [--timesteps 60000] [--episode-length T]
         [--infinite-horizon-threshold] [--normalize-costs] [--gamma G] [--estep-kl EPS]
+        [--cost-value-baseline RATE]
     python benchmarks/cvpo_meg.py --seed 0 --agent ppo-lagrangian --timesteps 200000   # beside it
     python benchmarks/cvpo_meg.py --plot benchmarks/out/cvpo_meg_seed*.json
 """
@@ -45,6 +46,7 @@ def run(
     estep_dual_max: float = 20.0,
     estep_kl: float = 0.02,
     gamma: float = 0.97,
+    cost_value_baseline: float | None = None,
 ) -> None:
     th.set_num_threads(1)
     eval_env = gym.make(ENV)
@@ -62,6 +64,7 @@ def run(
         estep_dual_max=estep_dual_max,
         estep_kl=estep_kl,
         gamma=gamma,
+        cost_value_baseline=cost_value_baseline,
     )
     if agent == "cvpo":
         model = CVPO(gym.make(ENV), config, seed=seed)
@@ -96,6 +99,7 @@ def run(
         "estep_dual_max": estep_dual_max,
         "estep_kl": estep_kl,
         "gamma": gamma,
+        "cost_value_baseline": cost_value_baseline,
         "oracle_reward": r_oracle,
         "random_reward": r_random,
         "oracle_cost_over_limit": (oracle.cost_per_step.mean(axis=0) / limits).tolist(),
@@ -108,6 +112,7 @@ def run(
     tag += "" if estep_dual_max == 20.0 else f"_cap{estep_dual_max:g}"
     tag += "" if estep_kl == 0.02 else f"_kl{estep_kl:g}"
     tag += "" if gamma == 0.97 else f"_gamma{gamma:g}"
+    tag += "" if cost_value_baseline is None else f"_base{cost_value_baseline:g}"
     if agent != "cvpo":
         tag = f"_{agent}"
     (out / f"cvpo_meg_seed{seed}{tag}.json").write_text(json.dumps(result, indent=2))
@@ -131,6 +136,8 @@ def plot(paths: list[Path], out: Path) -> None:
             tag += ", thr d/(1-gamma)"
         if data.get("gamma", 0.97) != 0.97:
             tag += f", gamma {data['gamma']:g}"
+        if data.get("cost_value_baseline") is not None:
+            tag += ", cost baseline"
         ax_s.plot(steps, [p["score"] for p in data["curve"]], marker="o", label=tag)
         for i, name in enumerate(("latency", "energy")):
             ax_c.plot(
@@ -169,6 +176,7 @@ def main() -> None:
     parser.add_argument("--estep-dual-max", type=float, default=20.0, help="CVPOConfig.estep_dual_max")
     parser.add_argument("--estep-kl", type=float, default=0.02, help="CVPOConfig.estep_kl")
     parser.add_argument("--gamma", type=float, default=0.97, help="CVPOConfig.gamma")
+    parser.add_argument("--cost-value-baseline", type=float, help="CVPOConfig.cost_value_baseline")
     parser.add_argument(
         "--infinite-horizon-threshold", action="store_true", help="CVPOConfig.infinite_horizon_threshold"
     )
@@ -189,6 +197,7 @@ def main() -> None:
             args.estep_dual_max,
             args.estep_kl,
             args.gamma,
+            args.cost_value_baseline,
         )
 
 

@@ -12,6 +12,7 @@ from agents.cvpo import (
     CVPO,
     CVPOConfig,
     NStepReplayBuffer,
+    centre_cost_q,
     decoupled_kl,
     estep_dual,
     q_threshold,
@@ -95,6 +96,26 @@ def test_dual_leaves_critic_outputs_untouched():
     solve_estep_dual(q_r, q_c, 0.1, np.array([0.5, 0.5]), np.array([1.0, 0.5, 0.5]))
     np.testing.assert_array_equal(q_r, before[0])
     np.testing.assert_array_equal(q_c, before[1])
+
+
+def test_cost_value_baseline_makes_the_dual_blind_to_per_state_offsets():
+    rng = np.random.default_rng(4)
+    q_r, q_c = _random_q(rng)
+    shifted = q_c + rng.normal(0.5, 1.0, q_c.shape[1])[None, :, None]  # states with other cost levels
+    thr, init = np.array([float(np.mean(q_c))]), np.array([1.0, 0.0])
+    value = np.array([float(np.mean(q_c)) + 0.05])  # running value a little over the threshold
+    lam_plain = [solve_estep_dual(q_r, q, 0.1, thr, init)[1] for q in (q_c, shifted)]
+    centred = [centre_cost_q(q, value, 0.0) for q in (q_c, shifted)]
+    lam_centred = [solve_estep_dual(q_r, c, 0.1, thr, init)[1] for c, _ in centred]
+    assert abs(lam_plain[0] - lam_plain[1]) > 0.1  # the offsets move the batch constraint
+    assert lam_centred[0] == pytest.approx(lam_centred[1], abs=1e-6)
+    assert lam_centred[0] > 0  # the running value is over the threshold: the constraint binds
+    c, v = centred[0]
+    np.testing.assert_allclose(c.mean(axis=(1, 2)), value)
+    np.testing.assert_allclose(c - c.mean(axis=2, keepdims=True), q_c - q_c.mean(axis=2, keepdims=True))
+    _, v = centre_cost_q(q_c, value, 0.25)  # Polyak step towards this batch's mean
+    np.testing.assert_allclose(v, value + 0.25 * (q_c.mean() - value))
+    np.testing.assert_allclose(centre_cost_q(q_c, None, 0.25)[1], [q_c.mean()])
 
 
 def test_decoupled_kl_by_hand():
