@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import ast
 import csv
+import inspect
 import json
 import platform
 import sys
@@ -34,6 +35,7 @@ from stable_baselines3.common.env_util import make_vec_env
 
 import envs  # noqa: F401  (registers the edgegen ids)
 from agents import CVPO, BaselinePolicy, OraclePolicy, PPOLagrangian, RandomPolicy, evaluate_policy_with_cost
+from agents.cvpo import CVPOConfig
 from agents.evaluation import EvaluationResult
 from envs.cmdp import get_cost_spec
 
@@ -67,6 +69,8 @@ class TrainArgs:
     """keyword arguments for gymnasium.make (config fields of the env)"""
     cost_limits: dict[str, float] = field(default_factory=dict)
     """per-step limits that replace the env's defaults, by cost name"""
+    algo_kwargs: dict[str, Any] = field(default_factory=dict)
+    """CVPOConfig fields (cvpo) or keyword arguments of PPO / PPOLagrangian over PPO_KWARGS (the rest)"""
     n_envs: int = 4
     """parallel envs (DummyVecEnv)"""
     logdir: str = "runs"
@@ -103,6 +107,29 @@ def parse_key_values(items: Sequence[str], what: str) -> dict[str, Any]:
         except (ValueError, SyntaxError):
             out[key] = raw
     return out
+
+
+# Set by other arguments: --seed, --algo, --cost-limit, the run folder.
+_RESERVED_ALGO_KWARGS = {"policy", "env", "seed", "tensorboard_log", "verbose", "lagrangian", "cost_limits"}
+
+
+def algo_config(algo: str, kwargs: dict[str, Any]) -> CVPOConfig | dict[str, Any]:
+    """The CVPOConfig (cvpo) or the PPO keyword arguments of a run; CLIError on a bad ``--algo-kwargs``."""
+    reserved = sorted(set(kwargs) & _RESERVED_ALGO_KWARGS)
+    if reserved:
+        raise CLIError(f"--algo-kwargs cannot set {reserved}: use --seed, --algo or --cost-limit")
+    if algo == "cvpo":
+        try:
+            return CVPOConfig(**kwargs)
+        except (TypeError, ValueError) as exc:
+            raise CLIError(f"bad --algo-kwargs for cvpo: {exc}") from None
+    cls = ALGOS[algo][0]
+    allowed = {*inspect.signature(cls.__init__).parameters, *inspect.signature(PPO.__init__).parameters}
+    allowed -= {"self", "kwargs"} | _RESERVED_ALGO_KWARGS
+    unknown = sorted(set(kwargs) - allowed)
+    if unknown:
+        raise CLIError(f"unknown --algo-kwargs {unknown} for {algo}; it takes {sorted(allowed)}")
+    return {**PPO_KWARGS, **ALGOS[algo][1], **kwargs}
 
 
 def check_env_id(env_id: str) -> None:
@@ -247,6 +274,7 @@ def train(args: TrainArgs) -> Path:
     ):
         if value < 1:
             raise CLIError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    settings = algo_config(args.algo, args.algo_kwargs)
     probe = make_env(args.env, args.env_kwargs)
     spec = get_cost_spec(probe)
     unknown = sorted(set(args.cost_limits) - set(spec.names))
@@ -267,20 +295,16 @@ def train(args: TrainArgs) -> Path:
     (run_dir / "config.json").write_text(json.dumps(config, indent=2))
 
     vec_env = make_vec_env(args.env, n_envs=args.n_envs, seed=args.seed, env_kwargs=args.env_kwargs)
-    algo_cls, algo_kwargs = ALGOS[args.algo]
-    if algo_cls is CVPO:
-        model = CVPO(vec_env, cost_limits=list(spec.limits), seed=args.seed, tensorboard_log=str(run_dir))
+    algo_cls = ALGOS[args.algo][0]
+    if isinstance(settings, CVPOConfig):
+        model = CVPO(
+            vec_env, settings, cost_limits=list(spec.limits), seed=args.seed, tensorboard_log=str(run_dir)
+        )
     else:
         if algo_cls is PPOLagrangian:
-            algo_kwargs = {**algo_kwargs, "cost_limits": list(spec.limits)}
+            settings = {**settings, "cost_limits": list(spec.limits)}
         model = algo_cls(
-            "MlpPolicy",
-            vec_env,
-            seed=args.seed,
-            tensorboard_log=str(run_dir),
-            verbose=0,
-            **PPO_KWARGS,
-            **algo_kwargs,
+            "MlpPolicy", vec_env, seed=args.seed, tensorboard_log=str(run_dir), verbose=0, **settings
         )
     checkpoints = CheckpointCallback(
         max(args.checkpoint_every // args.n_envs, 1), str(run_dir / "checkpoints"), name_prefix="model"
@@ -445,6 +469,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=defaults.seed)
     t.add_argument("--env-kwargs", nargs="*", default=[], metavar="K=V")
     t.add_argument("--cost-limit", nargs="*", default=[], metavar="NAME=VALUE")
+    t.add_argument(
+        "--algo-kwargs", nargs="*", default=[], metavar="K=V", help="CVPOConfig fields or PPO arguments"
+    )
     t.add_argument("--n-envs", type=int, default=defaults.n_envs)
     t.add_argument("--logdir", default=defaults.logdir)
     t.add_argument("--eval-episodes", type=int, default=defaults.eval_episodes)
@@ -481,6 +508,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cost_limits={
                     k: float(v) for k, v in parse_key_values(args.cost_limit, "--cost-limit").items()
                 },
+                algo_kwargs=parse_key_values(args.algo_kwargs, "--algo-kwargs"),
                 n_envs=args.n_envs,
                 logdir=args.logdir,
                 eval_episodes=args.eval_episodes,

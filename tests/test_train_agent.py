@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import train_agent
-from agents import PPOLagrangian
+from agents import CVPO, PPOLagrangian
 
 TINY = [
     "--timesteps",
@@ -105,6 +105,10 @@ def test_evaluate_and_benchmark(run_dir, tmp_path, capsys):
         (["train", "--env-kwargs", "num_devices"], "bad --env-kwargs entry 'num_devices'"),
         (["train", "--env-kwargs", "num_devices=0"], "num_devices must be >= 1"),
         (["train", "--cost-limit", "latency_s=3"], r"unknown cost name\(s\) \['latency_s'\]"),
+        (["train", "--algo", "cvpo", "--algo-kwargs", "gama=0.5"], "bad --algo-kwargs for cvpo: .*gama"),
+        (["train", "--algo", "cvpo", "--algo-kwargs", "gamma=1.5"], r"CVPOConfig\.gamma is out of range"),
+        (["train", "--algo", "ppo-pid", "--algo-kwargs", "n_step=3"], r"unknown --algo-kwargs \['n_step'\]"),
+        (["train", "--algo-kwargs", "seed=3"], r"--algo-kwargs cannot set \['seed'\]"),
         (["evaluate", "--checkpoint", "missing/model.zip"], "missing/model.zip does not exist"),
         (["benchmark", "--env", "edgegen/FedDiffusion-v0", "--policies", "best"], "unknown policy 'best'"),
     ],
@@ -152,9 +156,14 @@ def test_cvpo_through_the_cli(tmp_path, capsys):
         "num_rounds=8",
         "--checkpoint-every",
         "100",
+        "--algo-kwargs",
+        "gamma=0.5",
+        "entity_dims=(3, 1)",
     ]
     assert train_agent.main(argv) == 0
     (run,) = tmp_path.iterdir()
+    config = CVPO.load(run / "model.zip").config
+    assert config.gamma == 0.5 and config.entity_dims == (3, 1)
     assert len(list((run / "checkpoints").glob("model_*_steps.zip"))) == 2
     assert train_agent.main(["evaluate", "--checkpoint", str(run / "model.zip"), "--episodes", "1"]) == 0
     assert "| cvpo |" in capsys.readouterr().out
