@@ -71,7 +71,8 @@ class CVPOConfig:
     gamma: float = 0.97
     """discount of reward and costs. In MEG-v0 and FedDiffusion-v0 no action changes a later state, so
     a small gamma (0.5) loses nothing and shrinks the action-independent part of Q that the critics
-    must fit around the small action-dependent part; it is what met the targets there (BENCHMARKS.md)"""
+    must fit around the small action-dependent part. It raised MEG-v0's mean score at 60k steps from
+    0.86 to 0.94 (BENCHMARKS.md)"""
     n_step: int = 2
     """n of the n-step returns"""
     hidden: tuple[int, ...] = (128, 128)
