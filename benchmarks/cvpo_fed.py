@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import gymnasium as gym
@@ -27,28 +28,11 @@ from agents.cvpo import CVPO, CVPOConfig
 ENV = "edgegen/FedDiffusion-v0"
 
 
-def run(
-    seed: int,
-    timesteps: int,
-    eval_every: int,
-    updates_per_step: float,
-    out: Path,
-    episode_length: int | None,
-    infinite_horizon: bool = False,
-    entity_actor: bool = False,
-    gamma: float = 0.97,
-) -> None:
+def run(seed: int, timesteps: int, eval_every: int, out: Path, config: CVPOConfig) -> None:
     th.set_num_threads(1)
     eval_env = gym.make(ENV)
     oracle = evaluate_policy_with_cost(OraclePolicy(eval_env), eval_env, 20, seed=10_000)
     oracle_energy = float(np.mean(oracle.metrics["energy_j"]))
-    config = CVPOConfig(
-        updates_per_step=updates_per_step,
-        episode_length=episode_length,
-        infinite_horizon_threshold=infinite_horizon,
-        entity_dims=(3, 1) if entity_actor else None,  # per device: 3 observed times, 1 upload share
-        gamma=gamma,
-    )
     model = CVPO(gym.make(ENV), config, seed=seed)
     curve, update_time, updates = [], 0.0, 0
     while model.num_timesteps < timesteps:
@@ -70,11 +54,8 @@ def run(
     result = {
         "seed": seed,
         "timesteps": timesteps,
-        "updates_per_step": updates_per_step,
-        "episode_length": episode_length,
-        "infinite_horizon_threshold": infinite_horizon,
-        "entity_actor": entity_actor,
-        "gamma": gamma,
+        **asdict(config),
+        "entity_actor": config.entity_dims is not None,
         "oracle_miss_per_step": float(oracle.cost_per_step.mean()),
         "oracle_energy_j": oracle_energy,
         "threshold": model.thresholds.tolist(),
@@ -83,9 +64,10 @@ def run(
         "updates_per_s_incl_env": updates / update_time,
     }
     out.mkdir(parents=True, exist_ok=True)
-    tag = "_Tinf" if infinite_horizon else ("" if episode_length is None else f"_T{episode_length}")
-    tag += "_entity" if entity_actor else ""
-    tag += "" if gamma == 0.97 else f"_gamma{gamma:g}"
+    tag = "_Tinf" if config.infinite_horizon_threshold else ""
+    tag += "" if config.episode_length is None else f"_T{config.episode_length}"
+    tag += "_entity" if config.entity_dims else ""
+    tag += "" if config.gamma == 0.97 else f"_gamma{config.gamma:g}"
     (out / f"cvpo_fed_seed{seed}{tag}.json").write_text(json.dumps(result, indent=2))
 
 
@@ -172,17 +154,14 @@ def main() -> None:
     elif args.plot:
         plot(args.plot, args.out / "cvpo_fed.png", args.lagrangian)
     else:
-        run(
-            args.seed,
-            args.timesteps,
-            args.eval_every,
-            args.updates_per_step,
-            args.out,
-            args.episode_length,
-            args.infinite_horizon_threshold,
-            args.entity_actor,
-            args.gamma,
+        config = CVPOConfig(
+            updates_per_step=args.updates_per_step,
+            episode_length=args.episode_length,
+            infinite_horizon_threshold=args.infinite_horizon_threshold,
+            entity_dims=(3, 1) if args.entity_actor else None,  # per device: 3 observed times, 1 share
+            gamma=args.gamma,
         )
+        run(args.seed, args.timesteps, args.eval_every, args.out, config)
 
 
 if __name__ == "__main__":

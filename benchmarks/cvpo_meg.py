@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
@@ -34,20 +35,9 @@ EVAL_SEED, EVAL_EPISODES = 10_000, 20
 
 
 def run(
-    seed: int,
-    timesteps: int,
-    eval_every: int,
-    updates_per_step: float,
-    out: Path,
-    episode_length: int | None,
-    normalize_costs: bool,
-    infinite_horizon: bool = False,
-    agent: str = "cvpo",
-    estep_dual_max: float = 20.0,
-    estep_kl: float = 0.02,
-    gamma: float = 0.97,
-    cost_value_baseline: float | None = None,
+    seed: int, timesteps: int, eval_every: int, out: Path, config: CVPOConfig, agent: str = "cvpo"
 ) -> None:
+    """Train ``agent`` (CVPO with ``config``, or a PPO-Lagrangian variant) and write its learning curve."""
     th.set_num_threads(1)
     eval_env = gym.make(ENV)
     limits = eval_env.unwrapped.cost_spec.limits_array
@@ -56,16 +46,6 @@ def run(
         RandomPolicy(eval_env.action_space, seed=0), eval_env, EVAL_EPISODES, seed=EVAL_SEED
     )
     r_oracle, r_random = oracle.summary()["reward"], random.summary()["reward"]
-    config = CVPOConfig(
-        updates_per_step=updates_per_step,
-        episode_length=episode_length,
-        normalize_costs=normalize_costs,
-        infinite_horizon_threshold=infinite_horizon,
-        estep_dual_max=estep_dual_max,
-        estep_kl=estep_kl,
-        gamma=gamma,
-        cost_value_baseline=cost_value_baseline,
-    )
     if agent == "cvpo":
         model = CVPO(gym.make(ENV), config, seed=seed)
         learn, lambdas = model.learn, lambda: model.dual[1:].tolist()
@@ -93,13 +73,7 @@ def run(
         "agent": agent,
         "seed": seed,
         "timesteps": timesteps,
-        "episode_length": episode_length,
-        "normalize_costs": normalize_costs,
-        "infinite_horizon_threshold": infinite_horizon,
-        "estep_dual_max": estep_dual_max,
-        "estep_kl": estep_kl,
-        "gamma": gamma,
-        "cost_value_baseline": cost_value_baseline,
+        **asdict(config),
         "oracle_reward": r_oracle,
         "random_reward": r_random,
         "oracle_cost_over_limit": (oracle.cost_per_step.mean(axis=0) / limits).tolist(),
@@ -107,12 +81,14 @@ def run(
         "wall_s": wall,
     }
     out.mkdir(parents=True, exist_ok=True)
-    tag = "_Tinf" if infinite_horizon else ("" if episode_length is None else f"_T{episode_length}")
-    tag += "_norm" if normalize_costs else ""
-    tag += "" if estep_dual_max == 20.0 else f"_cap{estep_dual_max:g}"
-    tag += "" if estep_kl == 0.02 else f"_kl{estep_kl:g}"
-    tag += "" if gamma == 0.97 else f"_gamma{gamma:g}"
-    tag += "" if cost_value_baseline is None else f"_base{cost_value_baseline:g}"
+    c = config
+    tag = "_Tinf" if c.infinite_horizon_threshold else ""
+    tag += "" if c.episode_length is None else f"_T{c.episode_length}"
+    tag += "_norm" if c.normalize_costs else ""
+    tag += "" if c.estep_dual_max == 20.0 else f"_cap{c.estep_dual_max:g}"
+    tag += "" if c.estep_kl == 0.02 else f"_kl{c.estep_kl:g}"
+    tag += "" if c.gamma == 0.97 else f"_gamma{c.gamma:g}"
+    tag += "" if c.cost_value_baseline is None else f"_base{c.cost_value_baseline:g}"
     if agent != "cvpo":
         tag = f"_{agent}"
     (out / f"cvpo_meg_seed{seed}{tag}.json").write_text(json.dumps(result, indent=2))
@@ -194,21 +170,17 @@ def main() -> None:
     if args.plot:
         plot(args.plot, args.out / "cvpo_meg.png")
     else:
-        run(
-            args.seed,
-            args.timesteps,
-            args.eval_every,
-            args.updates_per_step,
-            args.out,
-            args.episode_length,
-            args.normalize_costs,
-            args.infinite_horizon_threshold,
-            args.agent,
-            args.estep_dual_max,
-            args.estep_kl,
-            args.gamma,
-            args.cost_value_baseline,
+        config = CVPOConfig(
+            updates_per_step=args.updates_per_step,
+            episode_length=args.episode_length,
+            normalize_costs=args.normalize_costs,
+            infinite_horizon_threshold=args.infinite_horizon_threshold,
+            estep_dual_max=args.estep_dual_max,
+            estep_kl=args.estep_kl,
+            gamma=args.gamma,
+            cost_value_baseline=args.cost_value_baseline,
         )
+        run(args.seed, args.timesteps, args.eval_every, args.out, config, args.agent)
 
 
 if __name__ == "__main__":
