@@ -17,6 +17,11 @@ from envs.sflam.system import RoundTables, fixed_latency_s, round_outcome_indexe
 from envs.wireless import channel_gain, path_loss_db_macro
 from solvers.sflam_bcd import rate_matching, solve_sflam_bcd
 
+try:  # the clip ufunc itself: one C call, where np.clip's Python wrapper costs ~1 us on 30 values
+    from numpy._core.umath import clip as _clip
+except ImportError:  # numpy < 2
+    from numpy.core.umath import clip as _clip
+
 __all__ = ["SFLAMEnv"]
 
 _MIN_POWER_SHARE = 1e-3
@@ -177,11 +182,13 @@ class SFLAMEnv(gym.Env):
             path_loss_db_macro(distance) + rng.normal(0.0, cfg.shadowing_std_db, (k, n))
         )
         selected = np.argsort(rng.random((k, rounds, n)), axis=-1)[..., :m]  # (K, R, M)
-        selected_gain = np.take_along_axis(device_gain[:, None, :], selected, axis=-1)
+        # Gathers by flat index: a fifth of take_along_axis's time on these shapes.
+        selected_gain = device_gain.reshape(-1)[selected + (n * np.arange(k))[:, None, None]]
         block_gain = selected_gain[..., None] * rng.standard_exponential((k, rounds, m, m))  # (K, R, M, M)
         fixed_s = fixed_latency_s(cfg, selected_gain)
         block = rate_matching(cfg, block_gain)  # (K, R, M)
-        gain_over_noise = np.take_along_axis(block_gain, block[..., None], axis=-1)[..., 0]
+        pairs = block + m * np.arange(k * rounds * m).reshape(block.shape)  # (device, its block) flat
+        gain_over_noise = block_gain.reshape(-1)[pairs]
         gain_over_noise *= 1.0 / cfg.uplink_noise_w
         obs = np.empty((k, rounds + 1, 2 * m + 1), dtype=np.float32)
         obs[:, :rounds, 0 : 2 * m : 2] = np.log2(1.0 + (cfg.max_power_w * m) * gain_over_noise) / 10.0
@@ -215,8 +222,7 @@ class SFLAMEnv(gym.Env):
                 raise ValueError(f"SFLAM-v0 action has NaN/inf at entries {bad.tolist()}")
         u = a * self._action_scale
         u += self._action_scale  # (a + 1) x scale; the clip also clips a to [-1, 1]
-        np.maximum(u, self._action_low, out=u)
-        np.minimum(u, self._action_high, out=u)
+        _clip(u, self._action_low, self._action_high, out=u)
         weight = u[1::3]
         share = weight * (1.0 / weight.dot(self._ones))  # weights >= 1e-9: the sum is > 0
         return u[0::3].astype(np.intp), share, u[2::3]
@@ -239,7 +245,7 @@ class SFLAMEnv(gym.Env):
     def step(self, action: np.ndarray):
         """Run one round with the decisions of ``action``."""
         r = self._round
-        if r >= self.config.num_rounds:
+        if r >= self._num_rounds:
             raise RuntimeError("SFLAM-v0: no episode in progress; call reset() before step()")
         index, share, power = self._decode(action)
         latency_s, latency, energy, quant, objective = round_outcome_indexed(
