@@ -134,6 +134,12 @@ class CVPOConfig:
     with which states the batch happened to draw: without it the batch mean of Q_c jitters by more
     than the KL-bounded q can correct, and lambda flips between 0 and its cap from batch to batch.
     ``None``: the batch's own Q_c, as in the paper"""
+    policy_average: float | None = None
+    """keep a running average of the actor's weights (the plain mean of all updates' weights until
+    ``1 / policy_average`` updates, then this Polyak rate per update) and act with it when
+    ``predict(deterministic=True)``. The last iterate of a primal-dual method oscillates with its
+    multipliers; the averaged iterate is the one that settles. Training still acts with the current
+    actor. ``None``: evaluate the current actor"""
     normalize_costs: bool = False
     """divide every cost by its per-step limit before the critics see it, so the thresholds are
     ``(1 - gamma^T) / (1 - gamma)`` whatever the cost's unit. Off by default: on FedDiffusion-v0 it
@@ -161,6 +167,7 @@ class CVPOConfig:
             "max_grad_norm": self.max_grad_norm > 0,
             "episode_length": self.episode_length is None or self.episode_length >= 1,
             "cost_value_baseline": self.cost_value_baseline is None or 0 < self.cost_value_baseline <= 1,
+            "policy_average": self.policy_average is None or 0 < self.policy_average <= 1,
             "entity_dims": self.entity_dims is None
             or (len(self.entity_dims) == 2 and min(self.entity_dims) >= 1),
         }
@@ -465,6 +472,9 @@ class CVPO:
         self.actor = actor.to(self.device)
         self.critics = Critics(obs_dim, act_dim, self.cost_spec.num_costs, cfg.hidden).to(self.device)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
+        self.actor_average: nn.Module | None = None
+        if cfg.policy_average is not None:
+            self.actor_average = copy.deepcopy(self.actor).requires_grad_(False)
         self.critics_target = copy.deepcopy(self.critics).requires_grad_(False)
         self.actor_optimizer = th.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
         self.critic_optimizer = th.optim.Adam(self.critics.parameters(), lr=cfg.critic_lr)
@@ -487,12 +497,16 @@ class CVPO:
         episode_start: Any = None,
         deterministic: bool = True,
     ) -> tuple[np.ndarray, None]:
-        """Action for one observation or a batch (SB3 semantics); deterministic = the policy mean."""
+        """Action for one observation or a batch (SB3 semantics); deterministic = the policy mean.
+
+        With ``CVPOConfig.policy_average`` the deterministic action is the averaged actor's mean.
+        """
         obs = np.asarray(observation, dtype=np.float32)
         single = obs.shape == self.env.observation_space.shape
         batch = th.as_tensor(obs.reshape(-1, self.obs_dim), device=self.device)
+        actor = self.actor_average if deterministic and self.actor_average is not None else self.actor
         with th.no_grad():
-            mean, std = self.actor(batch)
+            mean, std = actor(batch)
             action = mean if deterministic else mean + std * th.randn_like(mean)
         action = self._to_env(action.cpu().numpy()).reshape(-1, *self.env.action_space.shape)
         return (action[0] if single else action), None
@@ -690,6 +704,8 @@ class CVPO:
 
         polyak_update(self.critics, self.critics_target, cfg.tau)
         polyak_update(self.actor, self.actor_target, cfg.tau)
+        if self.actor_average is not None:  # a plain mean of the iterates first, then an EMA
+            polyak_update(self.actor, self.actor_average, max(cfg.policy_average, 1 / (self.num_updates + 1)))
         self.num_updates += 1
         self._last_losses = {
             "train/critic_loss": critic_loss.item(),
@@ -743,13 +759,17 @@ class CVPO:
             "action_shape": list(self.env.action_space.shape),
         }
         weights = io.BytesIO()
-        th.save({name: getattr(self, name).state_dict() for name in _MODULES}, weights)
+        th.save({name: getattr(self, name).state_dict() for name in self._modules()}, weights)
         path = Path(path)
         if path.suffix != ".zip":
             path = path.with_suffix(".zip")
         with zipfile.ZipFile(path, "w") as archive:
             archive.writestr("cvpo.json", json.dumps(meta, indent=2))
             archive.writestr("weights.pt", weights.getvalue())
+
+    def _modules(self) -> tuple[str, ...]:
+        """Names of the networks and optimizers a checkpoint holds."""
+        return _MODULES + (() if self.actor_average is None else ("actor_average",))
 
     @classmethod
     def load(cls, path: str | Path, env: gym.Env | VecEnv | None = None, device: str = "cpu") -> CVPO:
@@ -776,7 +796,7 @@ class CVPO:
         if env is None:
             env = _PlaceholderEnv(meta)
         model = cls(env, config, cost_limits=meta["cost_spec"]["limits"], device=device)
-        for name in _MODULES:
+        for name in model._modules():
             getattr(model, name).load_state_dict(state[name])
         model.thresholds = np.array(meta["thresholds"])
         model.dual = np.array(meta["dual"])

@@ -4,7 +4,8 @@ Every --eval-every env steps the deterministic policy is evaluated on 20 seeded 
 10000-10019) beside the oracle; also measured: gradient updates per second. One process per seed.
 
     python benchmarks/cvpo_fed.py --seed 0 [--timesteps 100000] [--episode-length T] [--out benchmarks/out]
-        [--infinite-horizon-threshold] [--entity-actor] [--gamma G]
+        [--infinite-horizon-threshold] [--entity-actor] [--gamma G] [--cost-value-baseline RATE]
+        [--policy-average RATE]
     python benchmarks/cvpo_fed.py --plot benchmarks/out/cvpo_fed_seed*.json \
         [--lagrangian benchmarks/out/lagrangian_fed.json]   # the PNG of all runs
 """
@@ -49,6 +50,12 @@ def run(seed: int, timesteps: int, eval_every: int, out: Path, config: CVPOConfi
             "lambda": float(model.dual[1]),
             "eta": float(model.dual[0]),
         }
+        if model.actor_average is not None:
+            average, model.actor_average = model.actor_average, None  # the last iterate, for comparison
+            r = evaluate_policy_with_cost(model, eval_env, 20, seed=10_000)
+            model.actor_average = average
+            point["miss_per_step_last"] = float(r.cost_per_step.mean())
+            point["energy_ratio_last"] = float(np.mean(r.metrics["energy_j"])) / oracle_energy
         curve.append(point)
         print(point, flush=True)
     result = {
@@ -68,6 +75,8 @@ def run(seed: int, timesteps: int, eval_every: int, out: Path, config: CVPOConfi
     tag += "" if config.episode_length is None else f"_T{config.episode_length}"
     tag += "_entity" if config.entity_dims else ""
     tag += "" if config.gamma == 0.97 else f"_gamma{config.gamma:g}"
+    tag += "" if config.cost_value_baseline is None else f"_base{config.cost_value_baseline:g}"
+    tag += "" if config.policy_average is None else f"_avg{config.policy_average:g}"
     (out / f"cvpo_fed_seed{seed}{tag}.json").write_text(json.dumps(result, indent=2))
 
 
@@ -104,6 +113,10 @@ def plot(paths: list[Path], out: Path, lagrangian: Path | None = None) -> None:
             label += ", per-device actor"
         if data.get("gamma", 0.97) != 0.97:
             label += f", gamma {data['gamma']:g}"
+        if data.get("cost_value_baseline") is not None:
+            label += ", cost baseline"
+        if data.get("policy_average") is not None:
+            label += ", averaged actor"
         ax_e.plot(steps, [p["energy_ratio"] for p in data["curve"]], marker="o", label=label)
         ax_m.plot(steps, [p["miss_per_step"] for p in data["curve"]], marker="o", label=label)
     if lagrangian is not None:
@@ -145,6 +158,8 @@ def main() -> None:
         "--entity-actor", action="store_true", help="one actor MLP shared by the devices (entity_dims=(3, 1))"
     )
     parser.add_argument("--gamma", type=float, default=0.97, help="CVPOConfig.gamma")
+    parser.add_argument("--cost-value-baseline", type=float, help="CVPOConfig.cost_value_baseline")
+    parser.add_argument("--policy-average", type=float, help="CVPOConfig.policy_average")
     args = parser.parse_args()
     if args.speed:
         print(
@@ -160,6 +175,8 @@ def main() -> None:
             infinite_horizon_threshold=args.infinite_horizon_threshold,
             entity_dims=(3, 1) if args.entity_actor else None,  # per device: 3 observed times, 1 share
             gamma=args.gamma,
+            cost_value_baseline=args.cost_value_baseline,
+            policy_average=args.policy_average,
         )
         run(args.seed, args.timesteps, args.eval_every, args.out, config)
 

@@ -1,12 +1,13 @@
 """CVPO on MEG-v0: learning curve of the normalised score and both average costs against their limits.
 
 Every --eval-every env steps the deterministic policy is evaluated on 20 seeded episodes (seeds
-10000-10019) beside the oracle and the random policy. Normalised score = (R - R_random) /
+10000-10019) beside the oracle and the random policy; with --policy-average the averaged actor is
+evaluated, and the last iterate too (``*_last`` keys). Normalised score = (R - R_random) /
 (R_oracle - R_random); targets (issue 4): both costs within 2 % of their limits, score >= 0.9.
 
     python benchmarks/cvpo_meg.py --seed 0 [--timesteps 60000] [--episode-length T]
         [--infinite-horizon-threshold] [--normalize-costs] [--gamma G] [--estep-kl EPS]
-        [--cost-value-baseline RATE]
+        [--cost-value-baseline RATE] [--policy-average RATE]
     python benchmarks/cvpo_meg.py --seed 0 --agent ppo-lagrangian --timesteps 200000   # beside it
     python benchmarks/cvpo_meg.py --plot benchmarks/out/cvpo_meg_seed*.json
 """
@@ -67,6 +68,12 @@ def run(
             "cost_over_limit": (r.cost_per_step.mean(axis=0) / limits).tolist(),
             "lambda": lambdas(),
         }
+        if getattr(model, "actor_average", None) is not None:
+            average, model.actor_average = model.actor_average, None  # the last iterate, for comparison
+            r = evaluate_policy_with_cost(model, eval_env, EVAL_EPISODES, seed=EVAL_SEED)
+            model.actor_average = average
+            point["score_last"] = (r.summary()["reward"] - r_random) / (r_oracle - r_random)
+            point["cost_over_limit_last"] = (r.cost_per_step.mean(axis=0) / limits).tolist()
         curve.append(point)
         print(point, flush=True)
     result = {
@@ -89,6 +96,7 @@ def run(
     tag += "" if c.estep_kl == 0.02 else f"_kl{c.estep_kl:g}"
     tag += "" if c.gamma == 0.97 else f"_gamma{c.gamma:g}"
     tag += "" if c.cost_value_baseline is None else f"_base{c.cost_value_baseline:g}"
+    tag += "" if c.policy_average is None else f"_avg{c.policy_average:g}"
     if agent != "cvpo":
         tag = f"_{agent}"
     (out / f"cvpo_meg_seed{seed}{tag}.json").write_text(json.dumps(result, indent=2))
@@ -122,6 +130,8 @@ def plot(paths: list[Path], out: Path) -> None:
             setting += f", gamma {data['gamma']:g}"
         if data.get("cost_value_baseline") is not None:
             setting += ", cost baseline"
+        if data.get("policy_average") is not None:
+            setting += ", averaged actor"
         new = setting not in colours
         colour = colours.setdefault(setting, f"C{len(colours)}")
         style = {"color": colour, "marker": "os^dv"[data["seed"] % 5], "label": setting if new else None}
@@ -163,6 +173,7 @@ def main() -> None:
     parser.add_argument("--estep-kl", type=float, default=0.02, help="CVPOConfig.estep_kl")
     parser.add_argument("--gamma", type=float, default=0.97, help="CVPOConfig.gamma")
     parser.add_argument("--cost-value-baseline", type=float, help="CVPOConfig.cost_value_baseline")
+    parser.add_argument("--policy-average", type=float, help="CVPOConfig.policy_average")
     parser.add_argument(
         "--infinite-horizon-threshold", action="store_true", help="CVPOConfig.infinite_horizon_threshold"
     )
@@ -179,6 +190,7 @@ def main() -> None:
             estep_kl=args.estep_kl,
             gamma=args.gamma,
             cost_value_baseline=args.cost_value_baseline,
+            policy_average=args.policy_average,
         )
         run(args.seed, args.timesteps, args.eval_every, args.out, config, args.agent)
 

@@ -260,3 +260,28 @@ def test_entity_dims_that_do_not_fit_the_spaces_raise():
         CVPO(env, CVPOConfig(entity_dims=(3, 3)))
     with pytest.raises(ValueError, match=r"CVPOConfig\.entity_dims is out of range"):
         CVPOConfig(entity_dims=(0, 1))
+
+
+def test_policy_average_is_the_mean_of_the_iterates_then_acts_and_survives_save_load(tmp_path):
+    env = gym.make("edgegen/FedDiffusion-v0", num_rounds=5, max_episode_steps=5)
+    config = CVPOConfig(learning_starts=20, batch_size=16, num_particles=4, hidden=(16,), policy_average=1e-6)
+    model = CVPO(env, config, seed=0)
+    model.learn(20)  # fills the buffer; no update yet
+    assert model.num_updates == 0
+    iterates = []
+    for _ in range(6):
+        model._update()
+        iterates.append([p.detach().clone() for p in model.actor.parameters()])
+    # with a rate below 1 / (n + 1) the average is the plain mean of the n iterates so far
+    for average, *history in zip(model.actor_average.parameters(), *iterates, strict=True):
+        np.testing.assert_allclose(average.numpy(), th.stack(history).mean(0).numpy(), atol=1e-6)
+    obs = np.random.default_rng(0).uniform(0, 1, (7, 31)).astype(np.float32)
+    with th.no_grad():
+        mean_average = model.actor_average(th.as_tensor(obs))[0].numpy()
+        mean_last = model.actor(th.as_tensor(obs))[0].numpy()
+    assert np.abs(mean_average - mean_last).max() > 1e-4  # six different iterates
+    np.testing.assert_allclose(model.predict(obs)[0], mean_average, atol=1e-6)  # the Box is [-1, 1]
+    model.save(tmp_path / "averaged")
+    np.testing.assert_array_equal(CVPO.load(tmp_path / "averaged.zip").predict(obs)[0], model.predict(obs)[0])
+    with pytest.raises(ValueError, match=r"CVPOConfig\.policy_average is out of range"):
+        CVPOConfig(policy_average=0.0)
