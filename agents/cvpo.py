@@ -104,6 +104,12 @@ class CVPOConfig:
     """cap of the M-step KL multipliers"""
     log_std_init: float = -0.5
     """initial log std of the (state-independent) policy"""
+    min_std: float | None = None
+    """floor of the policy's std during training (``None``: e^-10). Where the reward's dependence on
+    an action is small next to its spread over states (FedDiffusion-v0: ~0.02 per 0.1 of a device's
+    share, against a reward std of 3.6), the std collapses to ~0.06 before the critics have resolved
+    that dependence, and the policy stops where it is; a floor keeps the critics' data wide enough.
+    Deterministic predictions use the mean, so the floor costs nothing there"""
     buffer_size: int = 200_000
     """replay capacity in transitions per env"""
     learning_starts: int = 1_000
@@ -127,6 +133,13 @@ class CVPOConfig:
     the global ones to its actions, so every entity's sample trains it and its policy is the same
     whatever the entity's index. FedDiffusion-v0: ``(3, 1)``; SFLAM-v0: ``(2, 3)``. ``None``: one MLP
     on the whole observation"""
+    entity_critic_hidden: tuple[int, ...] | None = None
+    """hidden layers of critics that are sums over the entities of ``entity_dims``: every head is
+    ``Q(s, a) = sum_e q(s_e, g, a_e)``, one MLP q shared by the entities (their features, the global
+    ones, their action), so Q is invariant to the entities' order. Exact where reward and costs are sums
+    of per-entity terms (FedDiffusion-v0: energy and late devices), and each transition then trains q
+    once per entity. At (32, 32) an update costs what one of the whole-state (128, 128) critics does.
+    ``None``: whole-state critics of ``hidden``"""
     cost_value_baseline: float | None = None
     """replace each state's cost Qs in the E-step dual by their deviation from the state's particle
     mean plus a running mean (this Polyak rate per update) of the batch's cost value. Each state's
@@ -161,6 +174,7 @@ class CVPOConfig:
             "mstep_kl_mean": self.mstep_kl_mean > 0,
             "mstep_kl_std": self.mstep_kl_std > 0,
             "mstep_iterations": self.mstep_iterations >= 1,
+            "min_std": self.min_std is None or 0 < self.min_std < 1,
             "buffer_size": self.buffer_size >= self.n_step,
             "learning_starts": self.learning_starts >= 0,
             "updates_per_step": self.updates_per_step > 0,
@@ -170,6 +184,8 @@ class CVPOConfig:
             "policy_average": self.policy_average is None or 0 < self.policy_average <= 1,
             "entity_dims": self.entity_dims is None
             or (len(self.entity_dims) == 2 and min(self.entity_dims) >= 1),
+            "entity_critic_hidden": self.entity_critic_hidden is None
+            or (self.entity_dims is not None and min(self.entity_critic_hidden, default=1) >= 1),
         }
         for name, ok in checks.items():
             if not ok:
@@ -192,6 +208,8 @@ def mlp(n_in: int, n_out: int, hidden: Sequence[int]) -> nn.Sequential:
 class GaussianActor(nn.Module):
     """Diagonal Gaussian with a tanh-bounded mean in [-1, 1] and a state-independent log std."""
 
+    min_log_std: float = -10.0
+
     def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int], log_std_init: float) -> None:
         super().__init__()
         self.mean_net = mlp(obs_dim, act_dim, hidden)
@@ -200,7 +218,7 @@ class GaussianActor(nn.Module):
     def forward(self, obs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         """Mean and std, each ``(batch, act_dim)``."""
         mean = th.tanh(self.mean_net(obs))
-        std = self.log_std.clamp(-10.0, 2.0).exp().expand_as(mean)
+        std = self.log_std.clamp(self.min_log_std, 2.0).exp().expand_as(mean)
         return mean, std
 
 
@@ -233,12 +251,18 @@ class EntityGaussianActor(GaussianActor):
 
     def forward(self, obs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         """Mean and std, each ``(batch, act_dim)``."""
-        lead, split = obs.shape[:-1], self.entities * self.entity_obs
-        per_entity = obs[..., :split].reshape(*lead, self.entities, self.entity_obs)
-        shared = obs[..., split:].unsqueeze(-2).expand(*lead, self.entities, self.global_obs)
-        mean = th.tanh(self.mean_net(th.cat([per_entity, shared], dim=-1))).reshape(*lead, -1)
-        std = self.log_std.clamp(-10.0, 2.0).exp().repeat(self.entities).expand_as(mean)
+        lead = obs.shape[:-1]
+        mean = th.tanh(self.mean_net(entity_inputs(obs, self.entities, self.entity_obs))).reshape(*lead, -1)
+        std = self.log_std.clamp(self.min_log_std, 2.0).exp().repeat(self.entities).expand_as(mean)
         return mean, std
+
+
+def entity_inputs(obs: th.Tensor, entities: int, entity_obs: int) -> th.Tensor:
+    """``(..., entities, entity_obs + global)``: each entity's features followed by the global ones."""
+    lead, split = obs.shape[:-1], entities * entity_obs
+    per_entity = obs[..., :split].reshape(*lead, entities, entity_obs)
+    shared = obs[..., split:].unsqueeze(-2).expand(*lead, entities, obs.shape[-1] - split)
+    return th.cat([per_entity, shared], dim=-1)
 
 
 class Critics(nn.Module):
@@ -254,6 +278,32 @@ class Critics(nn.Module):
         x = th.cat([obs, act], dim=-1)
         q_r = th.stack([q(x).squeeze(-1) for q in self.reward])
         q_c = th.stack([q(x).squeeze(-1) for q in self.costs])
+        return q_r, q_c
+
+
+class EntityCritics(Critics):
+    """:class:`Critics` whose heads are sums over entities, ``sum_e q(s_e, g, a_e)``."""
+
+    def __init__(
+        self, actor: EntityGaussianActor, n_costs: int, hidden: Sequence[int], entity_act: int
+    ) -> None:
+        nn.Module.__init__(self)
+        self.entities, self.entity_obs, self.entity_act = actor.entities, actor.entity_obs, entity_act
+        entity_in = self.entity_obs + actor.global_obs + entity_act
+        self.reward = nn.ModuleList([mlp(entity_in, 1, hidden) for _ in range(2)])
+        self.costs = nn.ModuleList([mlp(entity_in, 1, hidden) for _ in range(n_costs)])
+
+    def forward(self, obs: th.Tensor, act: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """Reward Q of both heads ``(2, batch)`` and cost Qs ``(n_costs, batch)``."""
+        per_entity = th.cat(
+            [
+                entity_inputs(obs, self.entities, self.entity_obs),
+                act.reshape(*act.shape[:-1], self.entities, self.entity_act),
+            ],
+            dim=-1,
+        )
+        q_r = th.stack([q(per_entity).sum((-2, -1)) for q in self.reward])
+        q_c = th.stack([q(per_entity).sum((-2, -1)) for q in self.costs])
         return q_r, q_c
 
 
@@ -469,8 +519,16 @@ class CVPO:
             actor = GaussianActor(obs_dim, act_dim, cfg.hidden, cfg.log_std_init)
         else:
             actor = EntityGaussianActor(obs_dim, act_dim, cfg.hidden, cfg.log_std_init, cfg.entity_dims)
+        if cfg.min_std is not None:
+            actor.min_log_std = math.log(cfg.min_std)
         self.actor = actor.to(self.device)
-        self.critics = Critics(obs_dim, act_dim, self.cost_spec.num_costs, cfg.hidden).to(self.device)
+        if cfg.entity_critic_hidden is None:
+            critics = Critics(obs_dim, act_dim, self.cost_spec.num_costs, cfg.hidden)
+        else:
+            critics = EntityCritics(
+                actor, self.cost_spec.num_costs, cfg.entity_critic_hidden, cfg.entity_dims[1]
+            )
+        self.critics = critics.to(self.device)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.actor_average: nn.Module | None = None
         if cfg.policy_average is not None:
@@ -791,6 +849,9 @@ class CVPO:
                 **meta["config"],
                 "hidden": tuple(meta["config"]["hidden"]),
                 "entity_dims": None if entity_dims is None else tuple(entity_dims),
+                "entity_critic_hidden": None
+                if meta["config"].get("entity_critic_hidden") is None
+                else tuple(meta["config"]["entity_critic_hidden"]),
             }
         )
         if env is None:

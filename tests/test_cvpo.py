@@ -285,3 +285,64 @@ def test_policy_average_is_the_mean_of_the_iterates_then_acts_and_survives_save_
     np.testing.assert_array_equal(CVPO.load(tmp_path / "averaged.zip").predict(obs)[0], model.predict(obs)[0])
     with pytest.raises(ValueError, match=r"CVPOConfig\.policy_average is out of range"):
         CVPOConfig(policy_average=0.0)
+
+
+def test_entity_critics_are_permutation_invariant_sums_over_devices(tmp_path):
+    env = gym.make("edgegen/FedDiffusion-v0", num_rounds=5, max_episode_steps=5)
+    config = CVPOConfig(
+        learning_starts=20,
+        batch_size=16,
+        num_particles=4,
+        hidden=(16,),
+        entity_dims=(3, 1),
+        entity_critic_hidden=(8,),
+    )
+    model = CVPO(env, config, seed=0)
+    model.learn(40)
+    rng = np.random.default_rng(0)
+    obs = th.as_tensor(rng.uniform(0, 1, (6, 31)), dtype=th.float32)
+    act = th.as_tensor(rng.uniform(-1, 1, (6, 10)), dtype=th.float32)
+    perm = rng.permutation(10)
+    obs_p, act_p = obs.clone(), act[:, perm]
+    obs_p[:, :30] = obs[:, :30].reshape(6, 10, 3)[:, perm].reshape(6, 30)
+    with th.no_grad():
+        q_r, q_c = model.critics(obs, act)
+        q_r_p, q_c_p = model.critics(obs_p, act_p)
+        np.testing.assert_allclose(q_r_p.numpy(), q_r.numpy(), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(q_c_p.numpy(), q_c.numpy(), rtol=1e-5, atol=1e-5)
+        # additive: device 0's action moves Q by the same amount whatever the other devices do
+        moved, other = act.clone(), act.clone()
+        moved[:, 0] = -act[:, 0]
+        other[:, 1:] = th.as_tensor(rng.uniform(-1, 1, (6, 9)), dtype=th.float32)
+        other_moved = other.clone()
+        other_moved[:, 0] = -act[:, 0]
+        delta = model.critics(obs, moved)[0] - q_r
+        delta_other = model.critics(obs, other_moved)[0] - model.critics(obs, other)[0]
+        np.testing.assert_allclose(delta_other.numpy(), delta.numpy(), atol=1e-5)
+        assert delta.abs().max() > 1e-4
+    model.save(tmp_path / "entity_critic")
+    loaded = CVPO.load(tmp_path / "entity_critic.zip")
+    assert loaded.config.entity_critic_hidden == (8,)
+    with th.no_grad():
+        np.testing.assert_array_equal(loaded.critics(obs, act)[0].numpy(), q_r.numpy())
+    with pytest.raises(ValueError, match=r"CVPOConfig\.entity_critic_hidden is out of range"):
+        CVPOConfig(entity_critic_hidden=(8,))  # needs entity_dims
+
+
+@pytest.mark.parametrize("entity_dims", [None, (3, 1)])
+def test_min_std_floors_the_policy_std_and_survives_save_load(tmp_path, entity_dims):
+    env = gym.make("edgegen/FedDiffusion-v0", num_rounds=5, max_episode_steps=5)
+    model = CVPO(env, CVPOConfig(hidden=(8,), min_std=0.3, entity_dims=entity_dims), seed=0)
+    obs = th.zeros(4, 31)
+    with th.no_grad():
+        model.actor.log_std.fill_(-5.0)  # a collapsed std is held at the floor
+        np.testing.assert_allclose(model.actor(obs)[1].numpy(), 0.3, rtol=1e-6)
+        model.actor.log_std.fill_(-1.0)  # above the floor it is the policy's own
+        np.testing.assert_allclose(model.actor(obs)[1].numpy(), np.exp(-1.0), rtol=1e-6)
+    model.save(tmp_path / "floored")
+    loaded = CVPO.load(tmp_path / "floored.zip")
+    with th.no_grad():
+        loaded.actor.log_std.fill_(-5.0)
+        np.testing.assert_allclose(loaded.actor(obs)[1].numpy(), 0.3, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"CVPOConfig\.min_std is out of range"):
+        CVPOConfig(min_std=0.0)
