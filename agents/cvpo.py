@@ -185,11 +185,13 @@ class CVPOConfig:
             "entity_dims": self.entity_dims is None
             or (len(self.entity_dims) == 2 and min(self.entity_dims) >= 1),
             "entity_critic_hidden": self.entity_critic_hidden is None
-            or (self.entity_dims is not None and min(self.entity_critic_hidden, default=1) >= 1),
+            or min(self.entity_critic_hidden, default=1) >= 1,
         }
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(f"CVPOConfig.{name} is out of range: {getattr(self, name)!r}")
+        if self.entity_critic_hidden is not None and self.entity_dims is None:
+            raise ValueError("CVPOConfig.entity_critic_hidden needs entity_dims (the entities to sum over)")
 
 
 # ---------------------------------------------------------------------------------------------------

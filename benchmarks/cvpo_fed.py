@@ -5,7 +5,7 @@ Every --eval-every env steps the deterministic policy is evaluated on 20 seeded 
 
     python benchmarks/cvpo_fed.py --seed 0 [--timesteps 100000] [--episode-length T] [--out benchmarks/out]
         [--infinite-horizon-threshold] [--entity-actor] [--gamma G] [--cost-value-baseline RATE]
-        [--policy-average RATE]
+        [--policy-average RATE] [--entity-critic-hidden W [W ...]] [--min-std S]
     python benchmarks/cvpo_fed.py --plot benchmarks/out/cvpo_fed_seed*.json \
         [--lagrangian benchmarks/out/lagrangian_fed.json]   # the PNG of all runs
 """
@@ -77,6 +77,9 @@ def run(seed: int, timesteps: int, eval_every: int, out: Path, config: CVPOConfi
     tag += "" if config.gamma == 0.97 else f"_gamma{config.gamma:g}"
     tag += "" if config.cost_value_baseline is None else f"_base{config.cost_value_baseline:g}"
     tag += "" if config.policy_average is None else f"_avg{config.policy_average:g}"
+    if config.entity_critic_hidden is not None:
+        tag += "_ecritic" + "x".join(map(str, config.entity_critic_hidden))
+    tag += "" if config.min_std is None else f"_minstd{config.min_std:g}"
     (out / f"cvpo_fed_seed{seed}{tag}.json").write_text(json.dumps(result, indent=2))
 
 
@@ -117,6 +120,10 @@ def plot(paths: list[Path], out: Path, lagrangian: Path | None = None) -> None:
             label += ", cost baseline"
         if data.get("policy_average") is not None:
             label += ", averaged actor"
+        if data.get("entity_critic_hidden") is not None:
+            label += ", per-device critics"
+        if data.get("min_std") is not None:
+            label += f", std >= {data['min_std']:g}"
         ax_e.plot(steps, [p["energy_ratio"] for p in data["curve"]], marker="o", label=label)
         ax_m.plot(steps, [p["miss_per_step"] for p in data["curve"]], marker="o", label=label)
     if lagrangian is not None:
@@ -160,6 +167,13 @@ def main() -> None:
     parser.add_argument("--gamma", type=float, default=0.97, help="CVPOConfig.gamma")
     parser.add_argument("--cost-value-baseline", type=float, help="CVPOConfig.cost_value_baseline")
     parser.add_argument("--policy-average", type=float, help="CVPOConfig.policy_average")
+    parser.add_argument(
+        "--entity-critic-hidden",
+        type=int,
+        nargs="+",
+        help="CVPOConfig.entity_critic_hidden (with --entity-actor)",
+    )
+    parser.add_argument("--min-std", type=float, help="CVPOConfig.min_std")
     args = parser.parse_args()
     if args.speed:
         print(
@@ -177,6 +191,10 @@ def main() -> None:
             gamma=args.gamma,
             cost_value_baseline=args.cost_value_baseline,
             policy_average=args.policy_average,
+            entity_critic_hidden=None
+            if args.entity_critic_hidden is None
+            else tuple(args.entity_critic_hidden),
+            min_std=args.min_std,
         )
         run(args.seed, args.timesteps, args.eval_every, args.out, config)
 

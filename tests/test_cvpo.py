@@ -325,8 +325,10 @@ def test_entity_critics_are_permutation_invariant_sums_over_devices(tmp_path):
     assert loaded.config.entity_critic_hidden == (8,)
     with th.no_grad():
         np.testing.assert_array_equal(loaded.critics(obs, act)[0].numpy(), q_r.numpy())
+    with pytest.raises(ValueError, match=r"CVPOConfig\.entity_critic_hidden needs entity_dims"):
+        CVPOConfig(entity_critic_hidden=(8,))
     with pytest.raises(ValueError, match=r"CVPOConfig\.entity_critic_hidden is out of range"):
-        CVPOConfig(entity_critic_hidden=(8,))  # needs entity_dims
+        CVPOConfig(entity_dims=(3, 1), entity_critic_hidden=(0,))
 
 
 @pytest.mark.parametrize("entity_dims", [None, (3, 1)])
