@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import gymnasium as gym
@@ -83,10 +83,10 @@ def run(seed: int, timesteps: int, eval_every: int, out: Path, config: CVPOConfi
     (out / f"cvpo_fed_seed{seed}{tag}.json").write_text(json.dumps(result, indent=2))
 
 
-def updates_per_second(n: int = 300) -> float:
-    """Gradient updates per second of the default network size on a warm buffer (no env steps)."""
+def updates_per_second(config: CVPOConfig, n: int = 300) -> float:
+    """Gradient updates per second of ``config``'s networks on a warm buffer (no env steps)."""
     th.set_num_threads(1)
-    model = CVPO(gym.make(ENV), CVPOConfig(learning_starts=2_000, updates_per_step=1e-9), seed=0)
+    model = CVPO(gym.make(ENV), replace(config, learning_starts=2_000, updates_per_step=1e-9), seed=0)
     model.learn(2_000)
     start = time.perf_counter()
     for _ in range(n):
@@ -103,35 +103,39 @@ def plot(paths: list[Path], out: Path, lagrangian: Path | None = None) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_e, ax_m) = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig, (ax_e, ax_m) = plt.subplots(1, 2, figsize=(11, 5.2))
+    colours: dict[str, str] = {}
     for path in paths:
         data = json.loads(path.read_text())
         steps = [p["steps"] / 1000 for p in data["curve"]]
-        label = f"CVPO seed {data['seed']}"
+        setting = "CVPO"
         if data.get("episode_length"):
-            label += f", T = {data['episode_length']:,}"
+            setting += f", T = {data['episode_length']:,}"
         if data.get("infinite_horizon_threshold"):
-            label += ", T = inf"
+            setting += ", T = inf"
         if data.get("entity_actor"):
-            label += ", per-device actor"
+            setting += ", per-device actor"
         if data.get("gamma", 0.97) != 0.97:
-            label += f", gamma {data['gamma']:g}"
+            setting += f", gamma {data['gamma']:g}"
         if data.get("cost_value_baseline") is not None:
-            label += ", cost baseline"
+            setting += ", cost baseline"
         if data.get("policy_average") is not None:
-            label += ", averaged actor"
+            setting += ", averaged actor"
         if data.get("entity_critic_hidden") is not None:
-            label += ", per-device critics"
+            setting += ", per-device critics"
         if data.get("min_std") is not None:
-            label += f", std >= {data['min_std']:g}"
-        ax_e.plot(steps, [p["energy_ratio"] for p in data["curve"]], marker="o", label=label)
-        ax_m.plot(steps, [p["miss_per_step"] for p in data["curve"]], marker="o", label=label)
+            setting += f", std >= {data['min_std']:g}"
+        new = setting not in colours
+        colour = colours.setdefault(setting, f"C{len(colours)}")
+        style = {"color": colour, "marker": "os^dv"[data["seed"] % 5], "label": setting if new else None}
+        ax_e.plot(steps, [p["energy_ratio"] for p in data["curve"]], **style)
+        ax_m.plot(steps, [p["miss_per_step"] for p in data["curve"]], **style)
     if lagrangian is not None:
         rows = json.loads(lagrangian.read_text())["rows"]
-        steps = json.loads(lagrangian.read_text())["traces"]
+        traces = json.loads(lagrangian.read_text())["traces"]
         for variant, marker in (("gradient", "s"), ("pid", "^")):
             mine = [r for r in rows if r["variant"] == variant]
-            at = [steps[f"{variant}-{r['seed']}"]["steps"][-1] / 1000 for r in mine]
+            at = [traces[f"{variant}-{r['seed']}"]["steps"][-1] / 1000 for r in mine]
             name = {"gradient": "PPO-Lagrangian", "pid": "PID-Lagrangian"}[variant]
             ax_e.scatter(at, [r["energy_ratio"] for r in mine], marker=marker, color="k", label=name)
             ax_m.scatter(at, [r["eval_miss_per_step"] for r in mine], marker=marker, color="k", label=name)
@@ -139,9 +143,11 @@ def plot(paths: list[Path], out: Path, lagrangian: Path | None = None) -> None:
     ax_m.axhline(0.05, color="k", ls="--", label="limit 0.05")
     ax_e.set(xlabel="env steps (thousands)", ylabel="energy / oracle (deterministic)")
     ax_m.set(xlabel="env steps (thousands)", ylabel="deadline misses per step")
-    ax_e.legend(fontsize=8)
-    ax_m.legend(fontsize=8)
-    fig.tight_layout()
+    handles, labels = ax_e.get_legend_handles_labels()
+    fig.legend(
+        handles, labels, loc="lower center", ncol=2, fontsize=8, title="marker = seed", title_fontsize=8
+    )
+    fig.tight_layout(rect=(0, 0.27, 1, 1))
     fig.savefig(out, dpi=100)
 
 
@@ -157,7 +163,9 @@ def main() -> None:
     )
     parser.add_argument("--plot", type=Path, nargs="*")
     parser.add_argument("--lagrangian", type=Path, help="with --plot: its JSON beside")
-    parser.add_argument("--speed", action="store_true", help="only measure gradient updates per second")
+    parser.add_argument(
+        "--speed", action="store_true", help="only measure gradient updates per second (of the config flags)"
+    )
     parser.add_argument(
         "--infinite-horizon-threshold", action="store_true", help="CVPOConfig.infinite_horizon_threshold"
     )
@@ -175,27 +183,25 @@ def main() -> None:
     )
     parser.add_argument("--min-std", type=float, help="CVPOConfig.min_std")
     args = parser.parse_args()
+    config = CVPOConfig(
+        updates_per_step=args.updates_per_step,
+        episode_length=args.episode_length,
+        infinite_horizon_threshold=args.infinite_horizon_threshold,
+        entity_dims=(3, 1) if args.entity_actor else None,  # per device: 3 observed times, 1 share
+        gamma=args.gamma,
+        cost_value_baseline=args.cost_value_baseline,
+        policy_average=args.policy_average,
+        entity_critic_hidden=None if args.entity_critic_hidden is None else tuple(args.entity_critic_hidden),
+        min_std=args.min_std,
+    )
     if args.speed:
         print(
-            f"CVPO gradient updates per second (batch 256, K 32, hidden (128, 128), 1 thread): "
-            f"{updates_per_second():.1f}"
+            f"CVPO gradient updates per second (batch 256, K 32, 1 thread; entity_dims {config.entity_dims}, "
+            f"entity_critic_hidden {config.entity_critic_hidden}): {updates_per_second(config):.1f}"
         )
     elif args.plot:
         plot(args.plot, args.out / "cvpo_fed.png", args.lagrangian)
     else:
-        config = CVPOConfig(
-            updates_per_step=args.updates_per_step,
-            episode_length=args.episode_length,
-            infinite_horizon_threshold=args.infinite_horizon_threshold,
-            entity_dims=(3, 1) if args.entity_actor else None,  # per device: 3 observed times, 1 share
-            gamma=args.gamma,
-            cost_value_baseline=args.cost_value_baseline,
-            policy_average=args.policy_average,
-            entity_critic_hidden=None
-            if args.entity_critic_hidden is None
-            else tuple(args.entity_critic_hidden),
-            min_std=args.min_std,
-        )
         run(args.seed, args.timesteps, args.eval_every, args.out, config)
 
 

@@ -7,7 +7,7 @@ evaluated, and the last iterate too (``*_last`` keys). Normalised score = (R - R
 
     python benchmarks/cvpo_meg.py --seed 0 [--timesteps 60000] [--episode-length T]
         [--infinite-horizon-threshold] [--normalize-costs] [--gamma G] [--estep-kl EPS]
-        [--cost-value-baseline RATE] [--policy-average RATE]
+        [--cost-value-baseline RATE] [--policy-average RATE] [--min-std S]
     python benchmarks/cvpo_meg.py --seed 0 --agent ppo-lagrangian --timesteps 200000   # beside it
     python benchmarks/cvpo_meg.py --plot benchmarks/out/cvpo_meg_seed*.json
 """
@@ -97,6 +97,7 @@ def run(
     tag += "" if c.gamma == 0.97 else f"_gamma{c.gamma:g}"
     tag += "" if c.cost_value_baseline is None else f"_base{c.cost_value_baseline:g}"
     tag += "" if c.policy_average is None else f"_avg{c.policy_average:g}"
+    tag += "" if c.min_std is None else f"_minstd{c.min_std:g}"
     if agent != "cvpo":
         tag = f"_{agent}"
     (out / f"cvpo_meg_seed{seed}{tag}.json").write_text(json.dumps(result, indent=2))
@@ -132,6 +133,8 @@ def plot(paths: list[Path], out: Path) -> None:
             setting += ", cost baseline"
         if data.get("policy_average") is not None:
             setting += ", averaged actor"
+        if data.get("min_std") is not None:
+            setting += f", std >= {data['min_std']:g}"
         new = setting not in colours
         colour = colours.setdefault(setting, f"C{len(colours)}")
         style = {"color": colour, "marker": "os^dv"[data["seed"] % 5], "label": setting if new else None}
@@ -174,6 +177,7 @@ def main() -> None:
     parser.add_argument("--gamma", type=float, default=0.97, help="CVPOConfig.gamma")
     parser.add_argument("--cost-value-baseline", type=float, help="CVPOConfig.cost_value_baseline")
     parser.add_argument("--policy-average", type=float, help="CVPOConfig.policy_average")
+    parser.add_argument("--min-std", type=float, help="CVPOConfig.min_std")
     parser.add_argument(
         "--infinite-horizon-threshold", action="store_true", help="CVPOConfig.infinite_horizon_threshold"
     )
@@ -191,6 +195,7 @@ def main() -> None:
             gamma=args.gamma,
             cost_value_baseline=args.cost_value_baseline,
             policy_average=args.policy_average,
+            min_std=args.min_std,
         )
         run(args.seed, args.timesteps, args.eval_every, args.out, config, args.agent)
 
