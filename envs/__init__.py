@@ -7,24 +7,27 @@
 
 from gymnasium.envs.registration import register
 
+from envs.base import EdgeGenEnv
 from envs.cmdp import CostSpec
+from envs.oracle_result import OracleResult
 
-__all__ = ["CostSpec"]
+__all__ = ["CostSpec", "EdgeGenEnv", "OracleResult"]
+
+# No max_episode_steps here: each env truncates itself after its configured horizon (``horizon`` /
+# ``num_rounds``) and reports it as ``env.spec.max_episode_steps``, so that an override of the horizon
+# is never cut short by a registered TimeLimit.
 
 register(
     id="edgegen/FedDiffusion-v0",
     entry_point="envs.fed_diffusion.env:FedDiffusionEnv",
-    max_episode_steps=50,
 )
 
 register(
     id="edgegen/MEG-v0",
     entry_point="envs.meg.env:MEGEnv",
-    max_episode_steps=64,
 )
 
 register(
     id="edgegen/SFLAM-v0",
     entry_point="envs.sflam.env:SFLAMEnv",
-    max_episode_steps=20,
 )

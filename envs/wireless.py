@@ -14,6 +14,8 @@ __all__ = [
     "db_to_linear",
     "dbm_to_w",
     "gauss_markov_fading",
+    "gauss_markov_sequence",
+    "gauss_markov_step",
     "linear_to_db",
     "noise_power_w",
     "path_loss_db_macro",
@@ -83,17 +85,39 @@ def rayleigh_power_gain(rng: np.random.Generator, size: int | tuple[int, ...]) -
     return rng.exponential(1.0, size=size)
 
 
-def gauss_markov_fading(rng: np.random.Generator, previous: ArrayLike, correlation: float) -> np.ndarray:
-    """One step of Gauss-Markov (first-order autoregressive) Rayleigh fading.
+def gauss_markov_step(previous: ArrayLike, innovation: ArrayLike, correlation: float) -> np.ndarray:
+    """The Gauss-Markov recursion ``h_t = a h_{t-1} + sqrt(1 - a^2) w_t`` for a given innovation ``w_t``.
 
-    ``h_t = a h_{t-1} + sqrt(1 - a^2) w_t`` with ``w_t ~ CN(0, 1)``, so ``h_t`` stays ``CN(0, 1)``
-    and consecutive frames have correlation ``a`` (``a = J0(2 pi f_D T)`` in Jakes' model).
+    With ``h_{t-1}, w_t ~ CN(0, 1)`` independent, ``h_t`` stays ``CN(0, 1)`` and consecutive values have
+    correlation ``a`` (``a = J0(2 pi f_D T)`` in Jakes' model).
     """
     if not 0.0 <= correlation <= 1.0:
         raise ValueError(f"correlation must be in [0, 1], got {correlation}")
+    return correlation * np.asarray(previous) + np.sqrt(1.0 - correlation**2) * np.asarray(innovation)
+
+
+def gauss_markov_fading(rng: np.random.Generator, previous: ArrayLike, correlation: float) -> np.ndarray:
+    """One step of Gauss-Markov (first-order autoregressive) Rayleigh fading from ``previous``."""
     previous = np.asarray(previous, dtype=np.complex128)
-    innovation = rayleigh_fading(rng, previous.shape)
-    return correlation * previous + np.sqrt(1.0 - correlation**2) * innovation
+    return gauss_markov_step(previous, rayleigh_fading(rng, previous.shape), correlation)
+
+
+def gauss_markov_sequence(
+    rng: np.random.Generator, n_frames: int, n_branches: int, correlation: float
+) -> np.ndarray:
+    """``n_frames`` consecutive CN(0, 1) fading coefficients per branch, shape (n_frames, n_branches).
+
+    The first frame is a fresh draw; each later one is :func:`gauss_markov_step` of the one before.
+    All innovations are drawn in one block (real parts, then imaginary parts).
+    """
+    w = (
+        rng.standard_normal((n_frames, n_branches)) + 1j * rng.standard_normal((n_frames, n_branches))
+    ) * np.sqrt(0.5)
+    h = np.empty((n_frames, n_branches), dtype=np.complex128)
+    h[0] = w[0]
+    for t in range(1, n_frames):
+        h[t] = gauss_markov_step(h[t - 1], w[t], correlation)
+    return h
 
 
 def channel_gain(

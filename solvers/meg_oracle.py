@@ -24,7 +24,13 @@ from scipy.optimize import linprog
 
 from envs.meg.channel import feature_noise_std, iid_frame_snr, rate_bps
 from envs.meg.config import MEGConfig
-from envs.meg.cost_model import latent_bits, merged_token_count, task_energy_j, task_latency_s
+from envs.meg.cost_model import (
+    latent_bits,
+    merged_token_count,
+    payload_costs,
+    task_energy_j,
+    task_latency_s,
+)
 from envs.meg.quality import QualityProfile
 
 __all__ = ["ActionGrid", "MEGOracle", "action_grid", "best_fixed_action", "frame_rewards", "solve_meg_oracle"]
@@ -48,8 +54,11 @@ class ActionGrid:
 
     def costs(self, rate: np.ndarray, tx_power_w: float) -> tuple[np.ndarray, np.ndarray]:
         """(latency, energy) of every action at every rate: shape rate.shape + (A,)."""
-        tx = self.payload_bits / np.asarray(rate, dtype=np.float64)[..., None]
-        return self.compute_latency_s + tx, self.compute_energy_j + tx_power_w * tx
+        rate = np.asarray(rate, dtype=np.float64)[..., None]
+        _, latency, energy = payload_costs(
+            self.compute_latency_s, self.compute_energy_j, self.payload_bits, rate, tx_power_w
+        )
+        return latency, energy
 
 
 def action_grid(config: MEGConfig, profile: QualityProfile) -> ActionGrid:
@@ -89,6 +98,8 @@ class MEGOracle:
         dual: the optimal multipliers (the feasible end of the bisection brackets).
         expected_reward: average ``-E[ln MSE]`` per frame on the sampled frames.
         expected_costs: average (latency_s, energy_j) per frame on the sampled frames.
+        dual_value: the Lagrange dual function at ``dual``: by weak duality an upper bound on the
+            expected reward of every stationary policy that meets the limits on the sampled frames.
         limits: (L_max, E_max).
         tx_power_w: the ES transmit power (the energy of a transmission).
     """
@@ -99,6 +110,7 @@ class MEGOracle:
     dual: tuple[float, float]
     expected_reward: float
     expected_costs: tuple[float, float]
+    dual_value: float
     limits: tuple[float, float]
     tx_power_w: float
 
@@ -314,6 +326,7 @@ def solve_meg_oracle(
         dual=(float(lam_l_hi), float(lam_e)),
         expected_reward=float(weights @ values[:, 0]),
         expected_costs=(float(weights @ values[:, 1]), float(weights @ values[:, 2])),
+        dual_value=min(pure(pair)[0] for pair in {(lam_l_lo, lam_e), (lam_l_hi, lam_e)}),
         limits=limits,
         tx_power_w=config.tx_power_w,
     )
@@ -337,7 +350,7 @@ def best_fixed_action(
     rewards = frame_rewards(profile, grid, sigma)
     mean_reward = rewards if rewards.ndim == 1 else rewards.mean(axis=0)
     mean_l, mean_e = latency.mean(axis=0), energy.mean(axis=0)
-    feasible = (mean_l <= config.latency_limit_s) & (mean_e <= config.energy_limit_j)
+    feasible = (mean_l <= config.latency_s_limit) & (mean_e <= config.energy_j_limit)
     if not feasible.any():
         raise ValueError("no fixed (N, rho) action meets both MEG-v0 limits on average")
     best = int(np.flatnonzero(feasible)[np.argmax(mean_reward[feasible])])

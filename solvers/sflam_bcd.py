@@ -39,7 +39,13 @@ from scipy.optimize import linear_sum_assignment
 from scipy.special import lambertw
 
 from envs.sflam.config import SFLAMConfig
-from envs.sflam.system import round_outcome, upload_bits
+from envs.sflam.scheduler import rate_matching
+from envs.sflam.system import (
+    device_compute_energy_j,
+    quantization_term,
+    round_outcome,
+    upload_bits,
+)
 
 __all__ = [
     "PENALTY",
@@ -47,7 +53,6 @@ __all__ = [
     "least_latency_start",
     "optimal_allocation",
     "penalised_objective",
-    "rate_matching",
     "solve_sflam_bcd",
 ]
 
@@ -76,27 +81,11 @@ class SFLAMSolution:
     history: list[float] = field(default_factory=list)
 
 
-def rate_matching(config: SFLAMConfig, block_gain: np.ndarray) -> np.ndarray:
-    """Scheduler rule of the env: blocks maximising the sum of full-power, equal-share rates.
-
-    ``block_gain`` is (..., M, M) (device, block); returns the block of every device, (..., M).
-    """
-    block_gain = np.asarray(block_gain, dtype=np.float64)
-    m = block_gain.shape[-1]
-    # The equal-share rate is (B / M) log2(1 + snr): a positive factor away from log1p(snr).
-    neg_rates = np.log1p(block_gain * (config.max_power_w * m / config.uplink_noise_w))
-    np.negative(neg_rates, out=neg_rates)  # once for all rounds, not per call (maximize=True copies)
-    flat = neg_rates.reshape(-1, m, m)
-    # scipy solves one assignment per call
-    cols = np.array([linear_sum_assignment(cost)[1] for cost in flat], dtype=np.intp)
-    return cols.reshape(block_gain.shape[:-1])
-
-
 def penalised_objective(config, block_gain, fixed_s, bits, share, power_w, assignment) -> np.ndarray:
     """Objective plus ``PENALTY`` x (T - T_max)+, broadcast over leading axes of the decisions."""
     gain = np.take_along_axis(block_gain, np.asarray(assignment)[:, None], axis=1)[:, 0]
     out = round_outcome(config, gain, fixed_s, bits, share, power_w)
-    return out.objective + PENALTY * np.maximum(out.round_latency_s - config.max_round_latency_s, 0.0)
+    return out.objective + PENALTY * np.maximum(out.round_latency_s - config.round_latency_s_limit, 0.0)
 
 
 def _shares_for_deadline(config, gain, fixed_s, bits, power, deadline_s: float) -> np.ndarray:
@@ -171,9 +160,9 @@ def optimal_allocation(
     a = _upload_exponent(config, bits)
     k = config.uplink_noise_w / gain
     headroom = config.max_power_w / k
-    compute_energy = config.kappa * config.device_cycles * config.device_frequency_hz**2 * gain.size
-    quant = float(np.mean((bits < 32) * (config.activation_range**2 / 4.0) / (np.exp2(bits) - 1.0) ** 2))
-    lo, hi = float(fixed_s.max()), config.max_round_latency_s
+    compute_energy = device_compute_energy_j(config) * gain.size
+    quant = float(quantization_term(config, bits))
+    lo, hi = float(fixed_s.max()), config.round_latency_s_limit
     if hi <= lo:
         return np.full(gain.size, 1.0 / gain.size), np.full(gain.size, config.max_power_w), np.inf
     best = (None, None, np.inf)
@@ -207,7 +196,10 @@ def optimal_allocation(
         if value[i] < best[2]:
             best = (share[i], power[i], float(value[i]))
         step = (hi - lo) / grid
-        lo, hi = max(big_t[i] - step, float(fixed_s.max())), min(big_t[i] + step, config.max_round_latency_s)
+        lo, hi = (
+            max(big_t[i] - step, float(fixed_s.max())),
+            min(big_t[i] + step, config.round_latency_s_limit),
+        )
     if best[0] is None:
         return np.full(gain.size, 1.0 / gain.size), np.full(gain.size, config.max_power_w), np.inf
     share, power, _ = best
@@ -245,10 +237,10 @@ def _power_bandwidth_step(config, gain, fixed_s, bits, share, power, max_iter: i
     a = _upload_exponent(config, bits)
     k = config.uplink_noise_w / gain  # B N0 / g
     p_max = config.max_power_w
-    compute_energy = config.kappa * config.device_cycles * config.device_frequency_hz**2 * m
+    compute_energy = device_compute_energy_j(config) * m
     out = round_outcome(config, gain, fixed_s, bits, share, power)
     beta0, t0 = share.copy(), out.upload_time_s.copy()
-    previous = float(out.objective + PENALTY * max(out.round_latency_s - config.max_round_latency_s, 0.0))
+    previous = float(out.objective + PENALTY * max(out.round_latency_s - config.round_latency_s_limit, 0.0))
     best = (share.copy(), power.copy(), previous)
     for _ in range(max_iter):
         beta, t, u, s = cp.Variable(m), cp.Variable(m), cp.Variable(m), cp.Variable(m)
@@ -260,7 +252,7 @@ def _power_bandwidth_step(config, gain, fixed_s, bits, share, power, max_iter: i
             <= (beta0 + t0) ** 2 / 4 + cp.multiply((beta0 + t0) / 2, beta + t - beta0 - t0),
             cp.exp(cp.multiply(a, cp.inv_pos(u))) <= 1 + h0 - cp.multiply(h0 / beta0, beta - beta0),
             t + fixed_s <= big_t,
-            big_t <= config.max_round_latency_s + slack,
+            big_t <= config.round_latency_s_limit + slack,
             cp.sum(beta) <= 1,
             beta >= _MIN_SHARE,
             t >= _MIN_TIME,

@@ -192,7 +192,7 @@ def test_out_of_range_actions_are_clipped():
         ("round_time_s", -1.0, r"round_time_s must be > 0"),
         ("kappa", float("nan"), "kappa must be > 0"),
         ("quantization", "int4", "quantization must be one of"),
-        ("deadline_miss_limit", 0.0, r"deadline_miss_limit must be \(0, 1\]"),
+        ("deadline_miss_fraction_limit", 0.0, r"deadline_miss_fraction_limit must be \(0, 1\]"),
     ],
 )
 def test_bad_config_values_name_the_field(field, value, match):
@@ -203,7 +203,7 @@ def test_bad_config_values_name_the_field(field, value, match):
 def test_unknown_preset_and_field():
     with pytest.raises(ValueError, match="unknown FedDiffusion-v0 preset 'huge'"):
         make_config("huge")
-    with pytest.raises(ValueError, match=r"unknown FedDiffusionConfig field\(s\) \['bandwidth'\]"):
+    with pytest.raises(TypeError, match=r"unknown FedDiffusionConfig field\(s\) \['bandwidth'\]"):
         gym.make(ID, bandwidth=1.0)
 
 

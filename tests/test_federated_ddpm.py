@@ -114,5 +114,5 @@ def test_live_feddiffusion_episode_is_seeded_and_reports_quality():
         assert r1 == r2 and i1["live_heldout_loss"] == i2["live_heldout_loss"]
         assert r1 == pytest.approx(-i1["energy_j"] / 10.0 - i1["live_heldout_loss"])
         np.testing.assert_array_equal(i1["live_upload_bits"][i1["upload_bits"] < 32] % 1, 0)
-    assert "live_frechet_distance" not in first[0][1]
+    assert np.isnan(first[0][1]["live_frechet_distance"])  # not computed before the last round
     assert first[1][1]["live_frechet_distance"] == second[1][1]["live_frechet_distance"] > 0

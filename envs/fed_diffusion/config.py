@@ -9,7 +9,8 @@ from typing import Any, Literal
 import numpy as np
 
 from envs.backends.flops import get_count
-from envs.presets import config_from_preset
+from envs.presets import build_config, check_finite_fields, validate_config_fields
+from envs.quantization import RANGE_HEADER_BITS
 from envs.wireless import dbm_to_w, noise_power_w, path_loss_db_macro, shannon_rate_bps
 
 __all__ = ["PRESETS", "FedDiffusionConfig", "make_config"]
@@ -68,7 +69,7 @@ class FedDiffusionConfig:
     """Upload scheme: "on_demand" (the demanded bits), "fixed" (fixed_bits for all), "none" (32)."""
     fixed_bits: int = 8
     """Bit-width of the "fixed" scheme."""
-    deadline_miss_limit: float = 0.05
+    deadline_miss_fraction_limit: float = 0.05
     """Per-round limit on the fraction of devices that miss the deadline."""
     energy_scale_j: float = 10.0
     """Reward = -(round energy) / energy_scale_j, so per-step rewards are O(1)."""
@@ -91,6 +92,16 @@ class FedDiffusionConfig:
             value = getattr(self, name)
             if value is not None and not isinstance(value, tuple):
                 object.__setattr__(self, name, tuple(np.atleast_1d(value).tolist()))
+        validate_config_fields(self)
+        _check(
+            -220.0 <= self.noise_psd_dbm_per_hz <= -100.0,
+            "noise_psd_dbm_per_hz",
+            self.noise_psd_dbm_per_hz,
+            "in [-220, -100] dBm/Hz",
+        )
+        _check(self.max_distance_m <= 1e5, "max_distance_m", self.max_distance_m, "<= 1e5 m")
+        _check(self.min_distance_m >= 1.0, "min_distance_m", self.min_distance_m, ">= 1 m")
+        _check(self.shadowing_std_db <= 30.0, "shadowing_std_db", self.shadowing_std_db, "in [0, 30] dB")
         _check(self.num_devices >= 1, "num_devices", self.num_devices, ">= 1")
         _check(self.num_rounds >= 1, "num_rounds", self.num_rounds, ">= 1")
         for name in (
@@ -139,7 +150,12 @@ class FedDiffusionConfig:
             ">= 0 (finite)",
         )
         _check(self.live_fd_every >= 0, "live_fd_every", self.live_fd_every, ">= 0")
-        _check(0 < self.deadline_miss_limit <= 1, "deadline_miss_limit", self.deadline_miss_limit, "(0, 1]")
+        _check(
+            0 < self.deadline_miss_fraction_limit <= 1,
+            "deadline_miss_fraction_limit",
+            self.deadline_miss_fraction_limit,
+            "(0, 1]",
+        )
         _check(
             self.quantization in ("on_demand", "fixed", "none"),
             "quantization",
@@ -171,6 +187,7 @@ class FedDiffusionConfig:
             f"> {shortest:.3g} s (the farthest, most loaded device at f_max and p_max, mean channel, "
             "largest bits, needs that long)",
         )
+        check_finite_fields(self)
 
     @property
     def num_params(self) -> int:
@@ -212,7 +229,7 @@ class FedDiffusionConfig:
         compute_s = self.local_iterations * self.cycles_per_sample * self.max_samples / self.max_frequency_hz
         gain = 10.0 ** (-path_loss_db_macro(self.max_distance_m) / 10.0)
         rate = shannon_rate_bps(self.device_bandwidth_hz, self.max_power_w, gain, self.noise_power_w)
-        bits = self.num_params * max(self.upload_bits_choices) + 64
+        bits = self.num_params * max(self.upload_bits_choices) + RANGE_HEADER_BITS
         return float(compute_s + bits / rate)
 
 
@@ -236,4 +253,4 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def make_config(preset: str = "default", **overrides: Any) -> FedDiffusionConfig:
     """Build a config from a preset name plus field overrides."""
-    return config_from_preset(FedDiffusionConfig, PRESETS, "FedDiffusion-v0", preset, overrides)
+    return build_config(FedDiffusionConfig, PRESETS, "FedDiffusion-v0", preset, overrides)

@@ -4,27 +4,33 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.cmdp import CostSpec, zero_cost_info
-from envs.fed_diffusion.config import FedDiffusionConfig, make_config
-from envs.fed_diffusion.energy import RoundProblem, device_outcome
-from envs.presets import check_render_mode, env_config
-from envs.quantization import RANGE_HEADER_BITS
-from envs.rendering import cost_bar_chart
+from envs.base import EdgeGenEnv
+from envs.fed_diffusion.config import PRESETS, FedDiffusionConfig
+from envs.fed_diffusion.energy import RoundProblem, device_outcome, round_outcome
+from envs.oracle_result import OracleResult
+from envs.quantization import payload_bits
 from envs.wireless import channel_gain, path_loss_db_macro, rayleigh_power_gain, shadowing_db
 from solvers.fed_energy import solve_round_energy
 
-__all__ = ["FedDiffusionEnv"]
+__all__ = ["FedDiffusionEnv", "feasible_float32_action"]
 
 _OBS_CLIP = 10.0
 # Bound ufunc reductions: a few microseconds cheaper per step than the ndarray methods.
-_sum_reduce, _max_reduce = np.add.reduce, np.maximum.reduce
+_sum_reduce = np.add.reduce
+_LIVE_KEYS = (
+    "live_train_loss",
+    "live_heldout_loss",
+    "live_quantization_error_sq",
+    "live_quantization_error_bound",
+    "live_upload_bits",
+    "live_frechet_distance",
+)
 
 
-class FedDiffusionEnv(gym.Env):
+class FedDiffusionEnv(EdgeGenEnv[FedDiffusionConfig]):
     """Split each federated round's time budget between local training and upload, per device.
 
     ## Description
@@ -71,7 +77,7 @@ class FedDiffusionEnv(gym.Env):
 
     | Index | Name | Unit | Per-step limit |
     |-------|------|------|----------------|
-    | 0 | deadline_miss_fraction | 1 | ``deadline_miss_limit`` (0.05) |
+    | 0 | deadline_miss_fraction | 1 | ``deadline_miss_fraction_limit`` (0.05) |
 
     ``info["cost"] = costs[0] / limit``. ``info`` also holds ``energy_j``, ``device_energy_j``,
     ``compute_energy_j``, ``upload_energy_j``, ``compute_time_s``, ``upload_time_s``, ``frequency_hz``,
@@ -125,24 +131,26 @@ class FedDiffusionEnv(gym.Env):
     * v0: initial version.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
+    env_name: ClassVar[str] = "FedDiffusion-v0"
+    config_class: ClassVar[type] = FedDiffusionConfig
+    presets: ClassVar[dict[str, dict[str, Any]]] = PRESETS
+    horizon_field: ClassVar[str] = "num_rounds"
+    cost_names: ClassVar[tuple[str, ...]] = ("deadline_miss_fraction",)
+    cost_units: ClassVar[tuple[str, ...]] = ("1",)
+    objective_key: ClassVar[str] = "energy_j"
     baseline_names: ClassVar[tuple[str, ...]] = ("equal_split",)
-    """Named heuristic policies of :meth:`baseline_action` (besides the oracle and random)."""
 
     def __init__(
         self,
-        preset: str = "default",
+        preset: str | None = None,
         render_mode: str | None = None,
         config: FedDiffusionConfig | None = None,
         **overrides: Any,
     ) -> None:
-        """Build the env from a preset plus overrides, or from a ready ``config``."""
-        check_render_mode(render_mode, self.metadata["render_modes"])
-        self.config = env_config("FedDiffusionEnv", config, make_config, preset, overrides)
-        self.render_mode = render_mode
+        """Build the env from a preset plus overrides (config fields), or from a ready ``config``."""
+        super().__init__(preset, render_mode, config, **overrides)
         cfg = self.config
         k = cfg.num_devices
-        self.cost_spec = CostSpec(("deadline_miss_fraction",), ("1",), (cfg.deadline_miss_limit,))
         self.action_space = spaces.Box(-1.0, 1.0, shape=(k,), dtype=np.float32)
         high = np.full(3 * k + 1, _OBS_CLIP, dtype=np.float32)
         high[-1] = 1.0
@@ -151,7 +159,7 @@ class FedDiffusionEnv(gym.Env):
         self._budget_s, self._max_power_w = cfg.round_time_s, cfg.max_power_w
         self._half_budget_s = 0.5 * cfg.round_time_s
         self._energy_scale_j = cfg.energy_scale_j
-        self._inv_miss_limit = 1.0 / cfg.deadline_miss_limit
+        self._inv_miss_limit = 1.0 / cfg.deadline_miss_fraction_limit
         self._cycles_per_sample = cfg.local_iterations * cfg.cycles_per_sample
         self._num_params = float(cfg.num_params)
         self._noise_power_w = cfg.noise_power_w
@@ -160,12 +168,34 @@ class FedDiffusionEnv(gym.Env):
         self._bits_fixed_demand = np.asarray(cfg.demanded_bits or (), dtype=np.int64)
         self._bits_scheme = np.full(k, 32 if cfg.quantization == "none" else cfg.fixed_bits, dtype=np.int64)
         self._progress = np.arange(cfg.num_rounds + 1) / cfg.num_rounds
-        self._num_rounds = cfg.num_rounds
         self._oracle_in_info = cfg.oracle_in_info
-        self._action_shape = (k,)
-        self._round = cfg.num_rounds  # no episode until reset()
+        self._live = None
         self._episode: RoundProblem | None = None
-        self._last_info: dict[str, Any] = zero_cost_info(self.cost_spec)
+        self._oracle: list[OracleResult] | None = None
+
+    def _info_template(self) -> dict[str, Any]:
+        k = self.config.num_devices
+        zeros = np.zeros(k)
+        info: dict[str, Any] = {
+            "energy_j": np.float64(0.0),
+            "device_energy_j": zeros,
+            "compute_energy_j": zeros.copy(),
+            "upload_energy_j": zeros.copy(),
+            "compute_time_s": zeros.copy(),
+            "upload_time_s": zeros.copy(),
+            "frequency_hz": zeros.copy(),
+            "power_w": zeros.copy(),
+            "late": np.zeros(k, dtype=bool),
+            "upload_bits": np.zeros(k, dtype=np.int64),
+            "demanded_bits": np.zeros(k, dtype=np.int64),
+            "samples": np.zeros(k, dtype=np.int64),
+            "distance_m": zeros.copy(),
+        }
+        if self._oracle_in_info:
+            info["oracle_energy_j"] = np.float64(np.nan)
+        if self.config.backend == "live":
+            info.update({name: np.float64(np.nan) for name in _LIVE_KEYS})
+        return info
 
     # -- episode ----------------------------------------------------------------------------------
     def reset(
@@ -190,7 +220,7 @@ class FedDiffusionEnv(gym.Env):
         fading = rayleigh_power_gain(rng, (rounds, k)) if cfg.rayleigh_fading else np.ones((rounds, k))
         episode = RoundProblem(
             cycles=self._cycles_per_sample * samples,
-            payload_bits=self._num_params * bits + RANGE_HEADER_BITS,
+            payload_bits=payload_bits(self._num_params, bits),
             gain=channel_gain(path_loss_db_macro(distance_m) + shadow_db, 0.0, fading),
             bandwidth_hz=cfg.device_bandwidth_hz,
             noise_power_w=self._noise_power_w,
@@ -200,10 +230,10 @@ class FedDiffusionEnv(gym.Env):
             kappa=cfg.kappa,
         )
         self._episode = episode
-        self._oracle: tuple[np.ndarray, list[float]] | None = None
+        self._oracle = None
         if cfg.oracle_in_info:
             self._solve_oracle()
-        self._bits = bits
+        self._bits, self._demanded = bits, demanded
         # Per-device constants (K,) and per-round arrays (R, K) that the step reads.
         self._cycles, self._tau_min, self._upload_scale_s = (
             episode.cycles,
@@ -222,34 +252,26 @@ class FedDiffusionEnv(gym.Env):
         self._obs = np.empty((rounds + 1, 3 * k + 1), dtype=np.float32)
         self._obs[:, :-1] = obs.reshape(rounds + 1, 3 * k)
         self._obs[:, -1] = self._progress
-        self._round = 0
-        self._last_info = zero_cost_info(self.cost_spec)
+        self._t = 0
         if cfg.backend == "live":
             from envs.backends.federated_ddpm import FederatedDDPM, FederatedDDPMConfig
 
             self._live = FederatedDDPM(FederatedDDPMConfig(num_devices=k), seed=int(rng.integers(2**31 - 1)))
-        info = {
-            **self._last_info,
-            "demanded_bits": demanded.copy(),
-            "upload_bits": bits.copy(),
-            "samples": samples,
-            "distance_m": distance_m,
-        }
+        self._samples, self._distance_m = samples, distance_m
+        info = self._reset_info(
+            upload_bits=bits.copy(),
+            demanded_bits=demanded.copy(),
+            samples=samples.copy(),
+            distance_m=distance_m.copy(),
+        )
         return self._obs[0].copy(), info
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Apply the upload shares of this round; see the class docstring for the outputs."""
-        r = self._round
-        if r >= self._num_rounds:
+        r = self._t
+        if r >= self._horizon:
             raise RuntimeError("FedDiffusion-v0: no episode in progress; call reset() before step()")
-        a = np.asarray(action, dtype=np.float64)
-        if a.shape != self._action_shape:
-            raise ValueError(f"FedDiffusion-v0 action must have shape {self._action_shape}, got {a.shape}")
-        if not _max_reduce(np.abs(a)) <= 1.0:  # fast path: in range (so finite); NaN fails the test
-            bad = np.flatnonzero(~np.isfinite(a)).tolist()
-            if bad:
-                raise ValueError(f"FedDiffusion-v0 action has NaN/inf at entries {bad}: {a[bad].tolist()}")
-            a = np.minimum(np.maximum(a, -1.0), 1.0)  # out-of-range actions are clipped
+        a, clipped = self._check_action(action)
         upload_plan_s = a * self._half_budget_s  # s T = (a + 1) T / 2
         upload_plan_s += self._half_budget_s
         out = device_outcome(
@@ -263,12 +285,13 @@ class FedDiffusionEnv(gym.Env):
             self._upload_scale_s,
         )
         energy = out.compute_energy_j + out.upload_energy_j
-        total = float(_sum_reduce(energy))
-        miss = np.count_nonzero(out.late) / energy.size
-        self._round = r + 1
+        total = _sum_reduce(energy)
+        miss = np.float64(np.count_nonzero(out.late) / energy.size)
+        self._t = r + 1
         info = {
             "costs": np.array([miss]),
             "cost": miss * self._inv_miss_limit,
+            "action_clipped": np.bool_(clipped),
             "energy_j": total,
             "device_energy_j": energy,
             "compute_energy_j": out.compute_energy_j,
@@ -279,79 +302,108 @@ class FedDiffusionEnv(gym.Env):
             "power_w": out.power_w,
             "late": out.late,
             "upload_bits": self._bits.copy(),
+            "demanded_bits": self._demanded.copy(),
+            "samples": self._samples.copy(),
+            "distance_m": self._distance_m.copy(),
         }
         if self._oracle_in_info:
-            info["oracle_energy_j"] = self._oracle[1][r]
-        reward = -total / self._energy_scale_j
-        if self.config.backend == "live":
-            reward -= self._live_round(info, last=r + 1 >= self._num_rounds)
+            info["oracle_energy_j"] = np.float64(self._solve_oracle()[r].objective)
+        reward = -float(total) / self._energy_scale_j
+        if self._live is not None:
+            reward -= self._live_round(info, last=r + 1 >= self._horizon)
         self._last_info = info
-        return self._obs[r + 1].copy(), reward, False, r + 1 >= self._num_rounds, info
+        return self._obs[r + 1].copy(), reward, False, r + 1 >= self._horizon, info
 
     def _live_round(self, info: dict[str, Any], last: bool) -> float:
         """Run one real FedAvg round with the bits in force; quality into info; the reward's quality term."""
+        assert self._live is not None
         report = self._live.run_round(self._bits)
         loss = self._live.heldout_loss()
-        info["live_train_loss"] = float(report.train_loss.mean())
-        info["live_heldout_loss"] = loss
-        info["live_quantization_error_sq"] = report.quantization_error_sq
-        info["live_quantization_error_bound"] = report.quantization_error_bound
-        info["live_upload_bits"] = report.upload_bits
+        info["live_train_loss"] = np.float64(report.train_loss.mean())
+        info["live_heldout_loss"] = np.float64(loss)
+        info["live_quantization_error_sq"] = np.float64(report.quantization_error_sq)
+        info["live_quantization_error_bound"] = np.float64(report.quantization_error_bound)
+        info["live_upload_bits"] = np.float64(report.upload_bits)
         every = self.config.live_fd_every
+        info["live_frechet_distance"] = np.float64(np.nan)
         if last or (every and self._live.rounds % every == 0):
-            info["live_frechet_distance"] = self._live.frechet_distance()
+            info["live_frechet_distance"] = np.float64(self._live.frechet_distance())
         return self.config.live_quality_weight * loss
 
     # -- oracle and baselines ---------------------------------------------------------------------
-    def oracle_action(self) -> np.ndarray:
-        """The exact minimum-energy action of the current round (Box(-1, 1))."""
-        self._check_in_episode()
-        return self._solve_oracle()[0][self._round].copy()
+    def oracle(self) -> OracleResult:
+        """The exact minimum-energy allocation of the current round (KKT; see the class docstring)."""
+        r = self._check_in_episode()
+        return self._solve_oracle()[r]
 
     def oracle_energy_j(self) -> float:
-        """Round energy of the oracle's action in the current round (J)."""
-        self._check_in_episode()
-        return self._solve_oracle()[1][self._round]
+        """Round energy of the oracle's action in the current round (J): ``oracle().objective``."""
+        return self.oracle().objective
 
-    def _solve_oracle(self) -> tuple[np.ndarray, list[float]]:
+    def _solve_oracle(self) -> list[OracleResult]:
         # The whole episode is drawn at reset, so one vectorised call solves every round.
         if self._oracle is None:
-            result = solve_round_energy(self._episode)
-            self._oracle = (result.action, result.total_energy_j.tolist())  # floats: cheap to index
+            assert self._episode is not None
+            sol = solve_round_energy(self._episode)
+            action = feasible_float32_action(self._episode, sol.upload_share)
+            applied = round_outcome(self._episode, 0.5 * (action.astype(np.float64) + 1.0))
+            energy = applied.energy_j.sum(axis=-1)
+            bound = np.minimum(sol.total_energy_j, energy)  # the exact optimum, up to the KKT tolerance
+            feasible = sol.feasible.all(axis=-1)
+            per_round_s = sol.solve_time_s / self._horizon
+            self._oracle = [
+                OracleResult(
+                    action=action[r],
+                    objective=energy[r],
+                    lower_bound=bound[r],
+                    status="optimal" if feasible[r] and sol.converged else "infeasible",
+                    iterations=sol.iterations,
+                    solve_time_s=per_round_s,
+                    details={"devices_unable_to_meet_deadline": int((~sol.feasible[r]).sum())},
+                )
+                for r in range(self._horizon)
+            ]
         return self._oracle
+
+    def _baseline(self, name: str) -> np.ndarray:
+        return self.equal_split_action()
 
     def equal_split_action(self) -> np.ndarray:
         """Baseline: half of the budget to computation, half to upload, for every device."""
         return np.zeros(self.action_space.shape, dtype=np.float32)
 
-    def baseline_action(self, name: str) -> np.ndarray:
-        """The action of the named baseline (one of ``baseline_names``) in the current state."""
-        if name == "equal_split":
-            return self.equal_split_action()
-        raise ValueError(f"unknown FedDiffusion-v0 baseline {name!r}; choose one of {self.baseline_names}")
-
     def round_problem(self) -> RoundProblem:
         """The physical data of the current round (for solvers and analysis)."""
-        self._check_in_episode()
-        return self._episode[self._round]
-
-    def _check_in_episode(self) -> None:
-        if self._round >= self._num_rounds:
-            raise RuntimeError("FedDiffusion-v0: no episode in progress; call reset() first")
+        assert self._episode is not None
+        return self._episode[self._check_in_episode()]
 
     # -- rendering --------------------------------------------------------------------------------
-    def render(self) -> str | np.ndarray | None:
-        """Render: "ansi" gives one line of round, energy and misses; "rgb_array" costs vs limits."""
-        if self.render_mode is None:
-            gym.logger.warn(
-                "FedDiffusion-v0.render() called without a render_mode; set render_mode in make()"
-            )
-            return None
-        info = self._last_info
-        if self.render_mode == "ansi":
-            energy = info.get("energy_j", 0.0)
-            return (
-                f"round {self._round}/{self.config.num_rounds}  energy {energy:.3f} J  "
-                f"missed {info['costs'][0]:.2%} (limit {self.config.deadline_miss_limit:.0%})"
-            )
-        return cost_bar_chart(info["costs"], self.cost_spec.limits_array)
+    def _ansi(self, info: dict[str, Any]) -> str:
+        return (
+            f"round {self._t}/{self._horizon}  energy {info['energy_j']:.3f} J  "
+            f"missed {info['costs'][0]:.2%} (limit {self.config.deadline_miss_fraction_limit:.0%})"
+        )
+
+
+def feasible_float32_action(problem: RoundProblem, upload_share: np.ndarray) -> np.ndarray:
+    """The float32 env action of ``upload_share``, rounded inward where float32 would make a device late.
+
+    A device that meets the deadline in float64 (e.g. a power-capped one at exactly ``t_min``) must not
+    be late because its share was stored in float32.
+
+    Each entry moves by at most a few float32 ulps toward the middle of the device's feasible shares
+    ``[t_min / T, 1 - tau_min / T]``.
+    """
+    budget = problem.round_time_s
+    half = 0.5 * budget
+    action = (2.0 * np.asarray(upload_share, dtype=np.float64) - 1.0).astype(np.float32)
+    low = problem.min_upload_time_s / budget
+    high = 1.0 - problem.min_compute_time_s / budget
+    target = np.where(problem.feasible, 0.5 * (low + high) * 2.0 - 1.0, action).astype(np.float32)
+    for _ in range(8):
+        plan = action.astype(np.float64) * half + half  # exactly the env's arithmetic
+        late = round_outcome(problem, plan / budget).late & problem.feasible
+        if not late.any():
+            break
+        action = np.where(late, np.nextafter(action, target), action)
+    return action

@@ -6,7 +6,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from envs.meg.config import MEGConfig
-from envs.wireless import channel_gain, path_loss_db_micro
+from envs.wireless import channel_gain, gauss_markov_sequence, path_loss_db_micro
 
 __all__ = ["episode_snr", "feature_noise_std", "iid_frame_snr", "rate_bps"]
 
@@ -20,13 +20,7 @@ def episode_snr(config: MEGConfig, rng: np.random.Generator, n_frames: int) -> n
     """Linear SNR of ``n_frames`` consecutive frames: fresh distance per frame, fading correlated in time."""
     snr = _path_snr(config, rng.uniform(config.min_distance_m, config.max_distance_m, n_frames))
     if config.rayleigh_fading:
-        a, m = config.fading_correlation, config.fading_branches
-        w = (rng.standard_normal((n_frames, m)) + 1j * rng.standard_normal((n_frames, m))) * np.sqrt(0.5)
-        h = np.empty((n_frames, m), dtype=np.complex128)
-        h[0] = w[0]
-        scale = np.sqrt(1.0 - a * a)
-        for t in range(1, n_frames):  # AR(1) per branch: stays CN(0, 1) with lag-one correlation a
-            h[t] = a * h[t - 1] + scale * w[t]
+        h = gauss_markov_sequence(rng, n_frames, config.fading_branches, config.fading_correlation)
         snr = snr * (h.real**2 + h.imag**2).mean(axis=1)
     return snr
 

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from envs.backends.flops import get_count
 from envs.meg.cost_model import ComputeModel
-from envs.presets import config_from_preset
+from envs.presets import build_config, check_finite_fields, validate_config_fields
 from envs.wireless import dbm_to_w
 
 __all__ = ["PRESETS", "MEGConfig", "make_config"]
@@ -86,9 +86,9 @@ class MEGConfig:
     """Quality profile npz; None is the shipped one."""
     reward_spread: bool = True
     """Add the measured per-sample spread of ln MSE to the reward (else the reward is its mean)."""
-    latency_limit_s: float = 3.8
+    latency_s_limit: float = 3.8
     """L_max: per-frame average latency limit (s)."""
-    energy_limit_j: float = 650.0
+    energy_j_limit: float = 650.0
     """E_max: per-frame average energy limit (J). The design's starting points were 4 s and 900 J; with
     the shipped profile only latency binds there, so the defaults are 3.8 s and 650 J, where both
     multipliers are > 0 in both presets (test_meg_oracle)."""
@@ -97,6 +97,17 @@ class MEGConfig:
 
     def __post_init__(self) -> None:
         """Validate every field; raise ValueError naming the field and its allowed range."""
+        validate_config_fields(self)
+        _check(-30.0 <= self.tx_power_dbm <= 60.0, "tx_power_dbm", self.tx_power_dbm, "in [-30, 60] dBm")
+        _check(-180.0 <= self.noise_dbm <= -30.0, "noise_dbm", self.noise_dbm, "in [-180, -30] dBm")
+        _check(
+            -50.0 <= self.noise_reference_snr_db <= 80.0,
+            "noise_reference_snr_db",
+            self.noise_reference_snr_db,
+            "in [-50, 80] dB",
+        )
+        _check(self.max_distance_m <= 1e5, "max_distance_m", self.max_distance_m, "<= 1e5 m")
+        _check(self.min_distance_m >= 1.0, "min_distance_m", self.min_distance_m, ">= 1 m")
         _check(
             isinstance(self.horizon, int) and self.horizon >= 1, "horizon", self.horizon, "an integer >= 1"
         )
@@ -125,8 +136,8 @@ class MEGConfig:
             "bandwidth_hz",
             "es_flops_per_s",
             "es_energy_j_per_flop",
-            "latency_limit_s",
-            "energy_limit_j",
+            "latency_s_limit",
+            "energy_j_limit",
             "guidance_factor",
             "ue_speed_ratio",
             "ue_energy_ratio",
@@ -165,6 +176,7 @@ class MEGConfig:
                 get_count(getattr(self, name))
             except ValueError as err:
                 raise ValueError(f"MEGConfig.{name}: {err}") from None
+        check_finite_fields(self)
 
     @cached_property
     def compute_model(self) -> ComputeModel:
@@ -198,7 +210,7 @@ class MEGConfig:
     @property
     def limits(self) -> tuple[float, float]:
         """(latency_s, energy_j) per-frame limits."""
-        return (self.latency_limit_s, self.energy_limit_j)
+        return (self.latency_s_limit, self.energy_j_limit)
 
 
 def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
@@ -216,4 +228,4 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def make_config(preset: str = "paper", **overrides: Any) -> MEGConfig:
     """Build a config from a preset name plus field overrides."""
-    return config_from_preset(MEGConfig, PRESETS, "MEG-v0", preset, overrides)
+    return build_config(MEGConfig, PRESETS, "MEG-v0", preset, overrides)

@@ -14,6 +14,7 @@ and the tests. SI units throughout: FLOP, FLOP/s, J/FLOP, bit/s, s, J.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -23,10 +24,42 @@ __all__ = [
     "image_bits",
     "latent_bits",
     "merged_token_count",
+    "payload_costs",
     "task_energy_j",
     "task_latency_s",
     "transmission_latency_s",
+    "unchecked_latent_bits",
+    "unchecked_merged_tokens",
 ]
+
+_ROUNDING_SLACK = 1e-9  # keeps products such as 0.3 * 10 = 2.9999... from flooring one token short
+
+
+def unchecked_merged_tokens(rho: Any, n_tokens: int) -> Any:
+    """``min(floor(rho T), 3T/4)`` by plain arithmetic, on Python floats (the env's step) or arrays.
+
+    :func:`merged_token_count` is the checked, integer-typed front end.
+    """
+    r = (rho * n_tokens + _ROUNDING_SLACK) // 1
+    cap = 3 * n_tokens // 4
+    return r - (r > cap) * (r - cap)
+
+
+def unchecked_latent_bits(n_merged: Any, channels: int, n_tokens: int, bits_per_value: int) -> Any:
+    """``b [4C (T - r) + r]`` by plain arithmetic (floats or arrays); :func:`latent_bits` checks."""
+    return bits_per_value * (4 * channels * (n_tokens - n_merged) + n_merged)
+
+
+def payload_costs(
+    compute_latency_s: Any, compute_energy_j: Any, payload_bits: Any, rate_bps: Any, tx_power_w: float
+) -> tuple[Any, Any, Any]:
+    """(transmission latency, task latency, task energy): ``D / R``, ``L_c + D / R``, ``E_c + P D / R``.
+
+    ``L_c`` and ``E_c`` are the compute parts of :func:`task_latency_s` / :func:`task_energy_j`. Plain
+    arithmetic: the env's step calls it on floats, the oracle on arrays.
+    """
+    tx = payload_bits / rate_bps
+    return tx, compute_latency_s + tx, compute_energy_j + tx_power_w * tx
 
 
 def merged_token_count(rho: ArrayLike, n_tokens: int) -> np.ndarray | int:
@@ -40,8 +73,7 @@ def merged_token_count(rho: ArrayLike, n_tokens: int) -> np.ndarray | int:
         raise ValueError(f"rho must lie in [0, 1], got {rho}")
     if n_tokens < 4 or n_tokens % 4:
         raise ValueError(f"n_tokens must be a positive multiple of 4, got {n_tokens}")
-    # The tiny epsilon keeps products such as 0.3 * 10 = 2.9999... from flooring one token short.
-    r = np.minimum(np.floor(rho_arr * n_tokens + 1e-9), 3 * n_tokens // 4).astype(np.int64)
+    r = np.asarray(unchecked_merged_tokens(rho_arr, n_tokens)).astype(np.int64)
     return int(r) if r.ndim == 0 else r
 
 
@@ -57,7 +89,7 @@ def latent_bits(
     r = np.asarray(n_merged, dtype=np.float64)
     if np.any(r < 0) or np.any(r > 3 * n_tokens // 4):
         raise ValueError(f"n_merged must lie in [0, {3 * n_tokens // 4}], got {n_merged}")
-    return bits_per_value * (4 * channels * (n_tokens - r) + r)
+    return unchecked_latent_bits(r, channels, n_tokens, bits_per_value)
 
 
 def image_bits(height: int = 1024, width: int = 1024, channels: int = 3, bits_per_value: int = 16) -> float:

@@ -3,27 +3,33 @@
 from __future__ import annotations
 
 import math
+import time
 from bisect import bisect_right
 from functools import cache
 from typing import Any, ClassVar
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.cmdp import CostSpec, zero_cost_info
+from envs.base import EdgeGenEnv
 from envs.meg.channel import episode_snr, feature_noise_std, rate_bps
-from envs.meg.config import MEGConfig, make_config
-from envs.meg.cost_model import task_energy_j, task_latency_s
+from envs.meg.config import PRESETS, MEGConfig
+from envs.meg.cost_model import (
+    payload_costs,
+    task_energy_j,
+    task_latency_s,
+    unchecked_latent_bits,
+    unchecked_merged_tokens,
+)
 from envs.meg.quality import QualityProfile, load_profile
-from envs.presets import check_render_mode, env_config
-from envs.rendering import cost_bar_chart
+from envs.oracle_result import OracleResult
 from solvers.meg_oracle import MEGOracle, best_fixed_action, frame_rewards, solve_meg_oracle
 
 __all__ = ["MEGEnv"]
 
 _OBS_CLIP = 10.0
 _LIVE_IMAGE_SCALE = 4  # the 32^2 backbone image is shown at 128^2
+_f64, _i64, _bool = np.float64, np.int64, np.bool_
 
 
 @cache
@@ -36,7 +42,7 @@ def _oracle(config: MEGConfig) -> MEGOracle:
     return solve_meg_oracle(config, _profile(config.profile_path, config.decoder))
 
 
-class MEGEnv(gym.Env):
+class MEGEnv(EdgeGenEnv[MEGConfig]):
     """Choose denoising steps and a merge ratio per generation task, under latency and energy budgets.
 
     ## Description
@@ -78,8 +84,8 @@ class MEGEnv(gym.Env):
 
     | Index | Name | Unit | Per-step limit |
     |-------|------|------|----------------|
-    | 0 | latency_s | s | ``latency_limit_s`` (3.8 s) |
-    | 1 | energy_j | J | ``energy_limit_j`` (650 J) |
+    | 0 | latency_s | s | ``latency_s_limit`` (3.8 s) |
+    | 1 | energy_j | J | ``energy_j_limit`` (650 J) |
 
     Latency ``N F_step g / Theta_ES + L0 + D / R + F_dec / Theta_UE``, energy
     ``e_ES N F_step g + e_UE F_dec + P D / R`` with ``D = b [4C (T - r) + r]`` bits and
@@ -110,7 +116,7 @@ class MEGEnv(gym.Env):
     |-----------|------|---------|-------------|
     | preset | str | "paper" | "paper" (path loss only) or "fading" (Rayleigh + Gauss-Markov) |
     | render_mode | str or None | None | "ansi" or "rgb_array" (the decoded image when live) |
-    | **overrides | | | any field of ``MEGConfig`` (e.g. ``backend="live"``, ``latency_limit_s=3``) |
+    | **overrides | | | any field of ``MEGConfig`` (e.g. ``backend="live"``, ``latency_s_limit=3``) |
 
     >>> import gymnasium as gym, envs
     >>> env = gym.make("edgegen/MEG-v0")
@@ -118,7 +124,7 @@ class MEGEnv(gym.Env):
     >>> obs.shape, info["costs"]
     ((3,), array([0., 0.]))
     >>> obs, reward, terminated, truncated, info = env.step(np.array([1.0, -1.0], dtype=np.float32))
-    >>> info["steps"], info["merged_tokens"], info["bits"]
+    >>> int(info["steps"]), int(info["merged_tokens"]), float(info["bits"])
     (12, 0, 1048576.0)
 
     ## Version History
@@ -126,50 +132,65 @@ class MEGEnv(gym.Env):
     * v0: initial version.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
+    env_name: ClassVar[str] = "MEG-v0"
+    config_class: ClassVar[type] = MEGConfig
+    presets: ClassVar[dict[str, dict[str, Any]]] = PRESETS
+    default_preset: ClassVar[str] = "paper"
+    horizon_field: ClassVar[str] = "horizon"
+    cost_names: ClassVar[tuple[str, ...]] = ("latency_s", "energy_j")
+    cost_units: ClassVar[tuple[str, ...]] = ("s", "J")
+    objective_key: ClassVar[str] = "ln_mse"
     baseline_names: ClassVar[tuple[str, ...]] = ("best_fixed",)
-    """Named heuristic policies of :meth:`baseline_action` (besides the oracle and random)."""
 
     def __init__(
         self,
-        preset: str = "paper",
+        preset: str | None = None,
         render_mode: str | None = None,
         config: MEGConfig | None = None,
         **overrides: Any,
     ) -> None:
-        """Build the env from a preset plus overrides, or from a ready ``config``."""
-        check_render_mode(render_mode, self.metadata["render_modes"])
-        self.config = cfg = env_config("MEGEnv", config, make_config, preset, overrides)
-        self.render_mode = render_mode
+        """Build the env from a preset plus overrides (config fields), or from a ready ``config``."""
+        super().__init__(preset, render_mode, config, **overrides)
+        cfg = self.config
         self.profile = _profile(cfg.profile_path, cfg.decoder)
         self.profile.step_index([cfg.min_steps, cfg.max_steps])  # the profile must cover the steps
-        self.cost_spec = CostSpec(("latency_s", "energy_j"), ("s", "J"), cfg.limits)
         self.action_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
         self.observation_space = spaces.Box(-_OBS_CLIP, _OBS_CLIP, shape=(3,), dtype=np.float32)
 
-        # Per-N constants of the hot path as Python floats (indexing lists beats numpy for scalars).
+        # Per-N compute parts of the cost model as Python floats (indexing lists beats numpy for
+        # scalars); the step combines them with the payload through the cost model's payload_costs.
         model, n_img = cfg.compute_model, cfg.images_per_task
         steps = np.arange(cfg.min_steps, cfg.max_steps + 1)
         self._compute_latency = task_latency_s(model, steps, 0.0, n_img).tolist()
         self._compute_energy = task_energy_j(model, steps, 0.0, cfg.tx_power_w, n_img).tolist()
         self._n_choices = cfg.max_steps - cfg.min_steps + 1
-        self._tokens, self._max_merged = cfg.n_tokens, 3 * cfg.n_tokens // 4
-        self._bits_per_token = n_img * cfg.bits_per_value * 4 * cfg.latent_channels
-        self._bits_per_index = n_img * cfg.bits_per_value
+        self._tokens = cfg.n_tokens
+        self._latent = (cfg.latent_channels, cfg.n_tokens, n_img * cfg.bits_per_value)
         self._power_w = cfg.tx_power_w
         self._half_rho_max = 0.5 * cfg.max_merge_ratio
-        self._inv_limits = (1.0 / cfg.latency_limit_s, 1.0 / cfg.energy_limit_j)
+        self._inv_limits = (1.0 / cfg.latency_s_limit, 1.0 / cfg.energy_j_limit)
         self._rho_grid = self.profile.rho.tolist()
         self._step_offset = cfg.min_steps - int(self.profile.steps[0])
         self._fixed_table = None
         if cfg.feature_noise == "fixed":
             mean, std = self.profile.table_at_sigma(cfg.feature_noise_std)
             self._fixed_table = (mean.tolist(), std.tolist())
-        self._horizon = cfg.horizon
-        self._t = cfg.horizon  # no episode until reset()
         self._backbone = None
-        self._image: np.ndarray | None = None
-        self._last_info: dict[str, Any] = zero_cost_info(self.cost_spec)
+        self._live = cfg.backend == "live"
+        self._image_rgb: np.ndarray | None = None
+
+    def _info_template(self) -> dict[str, Any]:
+        return {
+            "steps": np.int64(0),
+            "merge_ratio": np.float64(0.0),
+            "merged_tokens": np.int64(0),
+            "bits": np.float64(0.0),
+            "rate_bps": np.float64(0.0),
+            "snr_db": np.float64(np.nan),
+            "sigma": np.float64(np.nan),
+            "tx_latency_s": np.float64(0.0),
+            "ln_mse": np.float64(np.nan),
+        }
 
     # -- episode ----------------------------------------------------------------------------------
     def reset(
@@ -197,10 +218,11 @@ class MEGEnv(gym.Env):
         obs[:, 0] = np.clip(self._snr_db / 10.0, -_OBS_CLIP, _OBS_CLIP)
         self._obs_snr = obs[:, 0].copy()
         self._rate_list, self._sigma_list = self._rate.tolist(), self._sigma.tolist()
+        self._snr_db_list = self._snr_db.tolist()
         self._t = 0
-        self._image = None
-        self._last_info = zero_cost_info(self.cost_spec)
-        return obs[0], {**self._last_info, "snr_db": float(self._snr_db[0]), "sigma": self._sigma_list[0]}
+        self._image_rgb = None
+        info = self._reset_info(snr_db=np.float64(self._snr_db[0]), sigma=np.float64(self._sigma_list[0]))
+        return obs[0], info
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Run one generation task with the chosen steps and merge ratio."""
@@ -212,21 +234,21 @@ class MEGEnv(gym.Env):
         if action.shape != (2,):
             raise ValueError(f"MEG-v0 action must have shape (2,), got {action.shape}")
         a0, a1 = float(action[0]), float(action[1])
-        if not (-1.0 <= a0 <= 1.0 and -1.0 <= a1 <= 1.0):  # NaN fails every comparison
-            for i, value in enumerate((a0, a1)):
-                if not math.isfinite(value):
-                    raise ValueError(f"MEG-v0 action has NaN/inf at entry {i}: {value}")
-            a0, a1 = min(max(a0, -1.0), 1.0), min(max(a1, -1.0), 1.0)  # out of range: clipped
+        clipped = not (-1.0 <= a0 <= 1.0 and -1.0 <= a1 <= 1.0)  # NaN fails every comparison
+        if clipped:
+            self._raise_if_not_finite(action)
+            a0, a1 = min(max(a0, -1.0), 1.0), min(max(a1, -1.0), 1.0)
         n_idx = min(int(self._n_choices * 0.5 * (a0 + 1.0)), self._n_choices - 1)
         rho = self._half_rho_max * (a1 + 1.0)
-        merged = min(int(rho * self._tokens + 1e-9), self._max_merged)
-        bits = self._bits_per_token * (self._tokens - merged) + self._bits_per_index * merged
-        tx_s = bits / self._rate_list[t]
-        latency = self._compute_latency[n_idx] + tx_s
-        energy = self._compute_energy[n_idx] + self._power_w * tx_s
+        merged = int(unchecked_merged_tokens(rho, self._tokens))
+        channels, tokens, bits_per_value = self._latent
+        bits = unchecked_latent_bits(merged, channels, tokens, bits_per_value)
+        tx_s, latency, energy = payload_costs(
+            self._compute_latency[n_idx], self._compute_energy[n_idx], bits, self._rate_list[t], self._power_w
+        )
         steps = n_idx + self.config.min_steps
 
-        if self.config.backend == "live":
+        if self._live:
             ln_mse = self._live_ln_mse(t, steps, rho)
         else:
             mean_rows, std_rows = self._fixed_table if self._fixed_table is not None else self._tables[t]
@@ -237,22 +259,22 @@ class MEGEnv(gym.Env):
             ln_mse += (spread[j] + w * (spread[j + 1] - spread[j])) * self._spread_draw[t]
 
         self._t = t + 1
-        obs = np.array(
-            (self._obs_snr[t + 1], latency * self._inv_limits[0], energy * self._inv_limits[1]), np.float32
-        )
+        ratio_l, ratio_e = latency * self._inv_limits[0], energy * self._inv_limits[1]
+        obs = np.array((self._obs_snr[t + 1], ratio_l, ratio_e), np.float32)
         np.clip(obs, -_OBS_CLIP, _OBS_CLIP, out=obs)
         info = {
             "costs": np.array((latency, energy)),
-            "cost": max(latency * self._inv_limits[0], energy * self._inv_limits[1]),
-            "steps": steps,
-            "merge_ratio": rho,
-            "merged_tokens": merged,
-            "bits": float(bits),
-            "rate_bps": self._rate_list[t],
-            "snr_db": float(self._snr_db[t]),
-            "sigma": self._sigma_list[t],
-            "tx_latency_s": tx_s,
-            "ln_mse": ln_mse,
+            "cost": _f64(ratio_l if ratio_l > ratio_e else ratio_e),
+            "action_clipped": _bool(clipped),
+            "steps": _i64(steps),
+            "merge_ratio": _f64(rho),
+            "merged_tokens": _i64(merged),
+            "bits": _f64(bits),
+            "rate_bps": _f64(self._rate_list[t]),
+            "snr_db": _f64(self._snr_db_list[t]),
+            "sigma": _f64(self._sigma_list[t]),
+            "tx_latency_s": _f64(tx_s),
+            "ln_mse": _f64(ln_mse),
         }
         self._last_info = info
         return obs, -ln_mse, False, t + 1 >= self._horizon, info
@@ -274,21 +296,41 @@ class MEGEnv(gym.Env):
         image = backbone.decode(received, finetuned=cfg.decoder == "finetuned")
         mse = float(((image - reference) / 2).pow(2).mean())  # pixels in [0, 1]
         pixels = ((image[0].permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
-        self._image = pixels.repeat(_LIVE_IMAGE_SCALE, 0).repeat(_LIVE_IMAGE_SCALE, 1)
+        self._image_rgb = pixels.repeat(_LIVE_IMAGE_SCALE, 0).repeat(_LIVE_IMAGE_SCALE, 1)
         return math.log(max(mse, 1e-10))
 
     # -- oracle and baselines ---------------------------------------------------------------------
-    def oracle(self) -> MEGOracle:
-        """The solved oracle of this configuration (cached per configuration)."""
+    def solved_oracle(self) -> MEGOracle:
+        """The solved dual-decomposition policy of this configuration (cached per configuration)."""
         return _oracle(self.config)
 
-    def oracle_action(self) -> np.ndarray:
-        """The oracle's action in the current frame (Box(-1, 1))."""
-        self._check_in_episode()
-        oracle, t = self.oracle(), self._t
-        rewards = frame_rewards(self.profile, oracle.grid, np.float64(self._sigma_list[t]))
-        idx = int(oracle.choose(self._rate[t : t + 1], rewards, self._mix_draw[t])[0])
-        return self.physical_to_action(int(oracle.grid.steps[idx]), float(oracle.grid.rho[idx]))
+    def oracle(self) -> OracleResult:
+        """The best stationary policy's action in the current frame.
+
+        ``objective`` is the policy's expected ln MSE per frame (the negated expected reward) and
+        ``lower_bound`` the Lagrange dual bound on it (weak duality over the sampled frames; equal up
+        to round-off because time-sharing closes the duality gap).
+        """
+        t = self._check_in_episode()
+        start = time.perf_counter()
+        solved = self.solved_oracle()
+        rewards = frame_rewards(self.profile, solved.grid, np.float64(self._sigma_list[t]))
+        idx = int(solved.choose(self._rate[t : t + 1], rewards, self._mix_draw[t])[0])
+        action = self.physical_to_action(int(solved.grid.steps[idx]), float(solved.grid.rho[idx]))
+        objective = -solved.expected_reward
+        return OracleResult(
+            action=action,
+            objective=objective,
+            lower_bound=min(-solved.dual_value, objective),
+            status="optimal",
+            solve_time_s=time.perf_counter() - start,
+            details={
+                "expected_latency_s": solved.expected_costs[0],
+                "expected_energy_j": solved.expected_costs[1],
+                "multiplier_latency": solved.dual[0],
+                "multiplier_energy": solved.dual[1],
+            },
+        )
 
     def physical_to_action(self, steps: int, rho: float) -> np.ndarray:
         """The Box(-1, 1) action that maps to ``steps`` denoising steps and merge ratio ``rho``."""
@@ -307,34 +349,21 @@ class MEGEnv(gym.Env):
         steps, rho, _, _ = _best_fixed(self.config)
         return self.physical_to_action(steps, rho)
 
-    def baseline_action(self, name: str) -> np.ndarray:
-        """The action of the named baseline (one of ``baseline_names``) in the current state."""
-        if name == "best_fixed":
-            return self.best_fixed_action()
-        raise ValueError(f"unknown MEG-v0 baseline {name!r}; choose one of {self.baseline_names}")
-
-    def _check_in_episode(self) -> None:
-        if self._t >= self._horizon:
-            raise RuntimeError("MEG-v0: no episode in progress; call reset() first")
+    def _baseline(self, name: str) -> np.ndarray:
+        return self.best_fixed_action()
 
     # -- rendering --------------------------------------------------------------------------------
-    def render(self) -> str | np.ndarray | None:
-        """Render: "ansi" one line of the last task; "rgb_array" the decoded image (live) or cost bars."""
-        if self.render_mode is None:
-            gym.logger.warn("MEG-v0.render() called without a render_mode; set render_mode in make()")
-            return None
-        info = self._last_info
-        if self.render_mode == "ansi":
-            if "steps" not in info:
-                return f"frame {self._t}/{self._horizon}  (no task yet)"
-            return (
-                f"frame {self._t}/{self._horizon}  N={info['steps']} rho={info['merge_ratio']:.2f}  "
-                f"latency {info['costs'][0]:.2f} s  energy {info['costs'][1]:.0f} J  "
-                f"-lnMSE {-info['ln_mse']:.2f}"
-            )
-        if self._image is not None:
-            return self._image.copy()
-        return cost_bar_chart(info["costs"], self.cost_spec.limits_array)
+    def _ansi(self, info: dict[str, Any]) -> str:
+        if self._t == 0:
+            return f"frame {self._t}/{self._horizon}  (no task yet)"
+        return (
+            f"frame {self._t}/{self._horizon}  N={info['steps']} rho={info['merge_ratio']:.2f}  "
+            f"latency {info['costs'][0]:.2f} s  energy {info['costs'][1]:.0f} J  "
+            f"-lnMSE {-info['ln_mse']:.2f}"
+        )
+
+    def _image(self) -> np.ndarray | None:
+        return None if self._image_rgb is None else self._image_rgb.copy()
 
 
 @cache

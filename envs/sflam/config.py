@@ -8,7 +8,7 @@ from functools import cached_property
 from typing import Any
 
 from envs.backends.flops import get_count
-from envs.presets import config_from_preset
+from envs.presets import build_config, check_finite_fields, validate_config_fields
 from envs.wireless import dbm_to_w, noise_power_w
 
 __all__ = ["PRESETS", "SFLAMConfig", "make_config"]
@@ -70,7 +70,7 @@ class SFLAMConfig:
     """w_E: reward weight of the selected devices' energy (per J)."""
     quantization_weight: float = 50.0
     """w_Q: reward weight of the mean per-value quantization variance bound."""
-    max_round_latency_s: float = 2.5
+    round_latency_s_limit: float = 2.5
     """T_max: per-round latency limit (s)."""
     backend: str = "model"
     """"model": the system model only; "live": every step also trains the tiny split ViT for one real
@@ -80,6 +80,16 @@ class SFLAMConfig:
 
     def __post_init__(self) -> None:
         """Validate every field; raise ValueError naming the field and its allowed range."""
+        validate_config_fields(self)
+        _check(
+            -220.0 <= self.noise_psd_dbm_per_hz <= -100.0,
+            "noise_psd_dbm_per_hz",
+            self.noise_psd_dbm_per_hz,
+            "in [-220, -100] dBm/Hz",
+        )
+        _check(self.max_distance_m <= 1e5, "max_distance_m", self.max_distance_m, "<= 1e5 m")
+        _check(self.min_distance_m >= 1.0, "min_distance_m", self.min_distance_m, ">= 1 m")
+        _check(self.shadowing_std_db <= 30.0, "shadowing_std_db", self.shadowing_std_db, "in [0, 30] dB")
         _check(
             isinstance(self.num_devices, int) and self.num_devices >= 1,
             "num_devices",
@@ -118,7 +128,7 @@ class SFLAMConfig:
             "uplink_bandwidth_hz",
             "downlink_bandwidth_hz",
             "min_distance_m",
-            "max_round_latency_s",
+            "round_latency_s_limit",
         ):
             value = getattr(self, name)
             _check(math.isfinite(value) and value > 0, name, value, "finite and > 0")
@@ -143,6 +153,7 @@ class SFLAMConfig:
         )
         for name in ("device_model", "server_model"):
             get_count(getattr(self, name))  # ValueError naming the missing architecture
+        check_finite_fields(self)
 
     # cached: the env's step reads these constants every round (the dataclass is frozen)
     @cached_property
@@ -195,4 +206,4 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def make_config(preset: str = "default", **overrides: Any) -> SFLAMConfig:
     """Build a config from a preset name plus field overrides."""
-    return config_from_preset(SFLAMConfig, PRESETS, "SFLAM-v0", preset, overrides)
+    return build_config(SFLAMConfig, PRESETS, "SFLAM-v0", preset, overrides)

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any, ClassVar
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.cmdp import CostSpec, zero_cost_info
-from envs.presets import check_render_mode, env_config
-from envs.rendering import cost_bar_chart
-from envs.sflam.config import SFLAMConfig, make_config
+from envs.base import EdgeGenEnv
+from envs.oracle_result import OracleResult
+from envs.sflam.config import PRESETS, SFLAMConfig
+from envs.sflam.scheduler import rate_matching
 from envs.sflam.system import RoundTables, fixed_latency_s, round_outcome_indexed
 from envs.wireless import channel_gain, path_loss_db_macro
-from solvers.sflam_bcd import rate_matching, solve_sflam_bcd
+from solvers.sflam_bcd import solve_sflam_bcd
 
 try:  # the clip ufunc itself: one C call, where np.clip's Python wrapper costs ~1 us on 30 values
     from numpy._core.umath import clip as _clip
@@ -28,9 +28,10 @@ _MIN_POWER_SHARE = 1e-3
 _MIN_WEIGHT = 1e-9  # a zero weight would starve the device (it never finishes) and divide by zero
 _OBS_CLIP = 10.0
 _EPISODES_PER_DRAW = 16
+_f64, _bool = np.float64, np.bool_
 
 
-class SFLAMEnv(gym.Env):
+class SFLAMEnv(EdgeGenEnv[SFLAMConfig]):
     """Split federated fine-tuning of ViT-B/16: per selected device, activation bits, bandwidth and power.
 
     ## Description
@@ -69,7 +70,7 @@ class SFLAMEnv(gym.Env):
 
     | Index | Name | Unit | Per-step limit |
     |-------|------|------|----------------|
-    | 0 | round_latency_s | s | ``max_round_latency_s`` (2.5 s) |
+    | 0 | round_latency_s | s | ``round_latency_s_limit`` (2.5 s) |
 
     ``info`` also holds ``latency_s`` (per device), ``energy_j``, ``quantization``, ``bits``,
     ``share``, ``power_w``, ``block``, ``devices`` (the selected ids); with ``backend="live"`` also
@@ -103,22 +104,26 @@ class SFLAMEnv(gym.Env):
     * v0: initial version.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
+    env_name: ClassVar[str] = "SFLAM-v0"
+    config_class: ClassVar[type] = SFLAMConfig
+    presets: ClassVar[dict[str, dict[str, Any]]] = PRESETS
+    horizon_field: ClassVar[str] = "num_rounds"
+    cost_names: ClassVar[tuple[str, ...]] = ("round_latency_s",)
+    cost_units: ClassVar[tuple[str, ...]] = ("s",)
+    objective_key: ClassVar[str] = "objective"
     baseline_names: ClassVar[tuple[str, ...]] = ("full_precision", "fixed_8bit")
 
     def __init__(
         self,
-        preset: str = "default",
+        preset: str | None = None,
         render_mode: str | None = None,
         config: SFLAMConfig | None = None,
         **overrides: Any,
     ) -> None:
-        """Build the env from a preset plus overrides, or from a ready ``config``."""
-        check_render_mode(render_mode, self.metadata["render_modes"])
-        self.config = cfg = env_config("SFLAMEnv", config, make_config, preset, overrides)
-        self.render_mode = render_mode
+        """Build the env from a preset plus overrides (config fields), or from a ready ``config``."""
+        super().__init__(preset, render_mode, config, **overrides)
+        cfg = self.config
         m = cfg.selected_devices
-        self.cost_spec = CostSpec(("round_latency_s",), ("s",), (cfg.max_round_latency_s,))
         self.action_space = spaces.Box(-1.0, 1.0, shape=(3 * m,), dtype=np.float32)
         self.observation_space = spaces.Box(-_OBS_CLIP, _OBS_CLIP, shape=(2 * m + 1,), dtype=np.float32)
         self._bits_choices = np.asarray(cfg.bits_choices)
@@ -131,17 +136,35 @@ class SFLAMEnv(gym.Env):
         self._action_low = np.tile([0.0, _MIN_WEIGHT, _MIN_POWER_SHARE * p_max], m)
         self._action_high = np.tile([n_bits - 1e-9, 1.0, p_max], m)
         self._tables = RoundTables.from_config(cfg)
-        self._inv_limit = 1.0 / cfg.max_round_latency_s
-        self._num_rounds = cfg.num_rounds
+        self._inv_limit = 1.0 / cfg.round_latency_s_limit
         self._progress = np.arange(cfg.num_rounds + 1) / cfg.num_rounds
         self._draws: dict[str, np.ndarray] = {"obs": np.empty((0,))}
         self._draws_rng: np.random.Generator | None = None
         self._next_episode = 0
-        self._round = cfg.num_rounds
-        self._last_info: dict[str, Any] = zero_cost_info(self.cost_spec)
-        self._live = None
+        self._live: Any = None
+        self._oracle_cache: dict[int, OracleResult] = {}
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+    def _info_template(self) -> dict[str, Any]:
+        m = self.config.selected_devices
+        info: dict[str, Any] = {
+            "objective": np.float64(0.0),
+            "latency_s": np.zeros(m),
+            "energy_j": np.float64(0.0),
+            "quantization": np.float64(0.0),
+            "bits": np.zeros(m, dtype=self._bits_choices.dtype),
+            "share": np.zeros(m),
+            "power_w": np.zeros(m),
+            "block": np.zeros(m, dtype=np.intp),
+            "devices": np.zeros(m, dtype=np.intp),
+        }
+        if self.config.backend == "live":
+            info["live_train_loss"] = np.float64(np.nan)
+            info["live_accuracy"] = np.float64(np.nan)
+        return info
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         """Start an episode: the devices and every round's selection, fading and block matching."""
         super().reset(seed=seed)
         if options:
@@ -161,8 +184,8 @@ class SFLAMEnv(gym.Env):
             d["gain_over_noise"][k],
             d["obs"][k],
         )
-        self._round = 0
-        self._last_info = zero_cost_info(self.cost_spec)
+        self._t = 0
+        self._oracle_cache = {}
         if self.config.backend == "live":
             from envs.backends.split_vit import SplitFederatedViT
 
@@ -171,7 +194,8 @@ class SFLAMEnv(gym.Env):
                 self.config.num_devices, alpha=self.config.live_alpha, seed=seed_live
             )
         # Each row of the drawn observations is handed out once and never read again: no copy needed.
-        return self._obs[0], {**self._last_info, "devices": self._selected[0].copy()}
+        info = self._reset_info(devices=self._selected[0].copy(), block=self._block[0].copy())
+        return self._obs[0], info
 
     def _draw_episodes(self, rng: np.random.Generator, episodes: int) -> dict[str, np.ndarray]:
         """``episodes`` episodes' devices, selections, fading, block matchings and observations."""
@@ -213,19 +237,18 @@ class SFLAMEnv(gym.Env):
         return self._bits_choices[index], share, power
 
     def _decode(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        a = action if type(action) is np.ndarray else np.asarray(action, dtype=np.float64)
-        if a.shape != self._action_shape:
-            raise ValueError(f"SFLAM-v0 action must have shape {self._action_shape}, got {a.shape}")
-        if not math.isfinite(a.dot(a)):  # one reduction finds NaN/inf (or a float32 overflow: checked)
-            bad = np.flatnonzero(~np.isfinite(a))
-            if bad.size:
-                raise ValueError(f"SFLAM-v0 action has NaN/inf at entries {bad.tolist()}")
+        index, share, power, _ = self._decode_checked(action)
+        return index, share, power
+
+    def _decode_checked(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+        """(bit index, share, power W, clipped) of an action; ValueError on NaN/inf or a wrong shape."""
+        a, clipped = self._check_action(action)
         u = a * self._action_scale
         u += self._action_scale  # (a + 1) x scale; the clip also clips a to [-1, 1]
         _clip(u, self._action_low, self._action_high, out=u)
         weight = u[1::3]
         share = weight * (1.0 / weight.dot(self._ones))  # weights >= 1e-9: the sum is > 0
-        return u[0::3].astype(np.intp), share, u[2::3]
+        return u[0::3].astype(np.intp), share, u[2::3], clipped
 
     def physical_to_action(self, bits: np.ndarray, share: np.ndarray, power_w: np.ndarray) -> np.ndarray:
         """The Box(-1, 1) action that maps to these decisions."""
@@ -242,22 +265,24 @@ class SFLAMEnv(gym.Env):
         )
         return (2.0 * np.clip(u, 0.0, 1.0) - 1.0).reshape(-1).astype(np.float32)
 
-    def step(self, action: np.ndarray):
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Run one round with the decisions of ``action``."""
-        r = self._round
-        if r >= self._num_rounds:
+        r = self._t
+        if r >= self._horizon:
             raise RuntimeError("SFLAM-v0: no episode in progress; call reset() before step()")
-        index, share, power = self._decode(action)
+        index, share, power, clipped = self._decode_checked(action)
         latency_s, latency, energy, quant, objective = round_outcome_indexed(
             self._tables, self._gain_over_noise[r], self._fixed_s[r], index, share, power
         )
-        self._round = r + 1
+        self._t = r + 1
         info = {
             "costs": np.array([latency]),
-            "cost": latency * self._inv_limit,
+            "cost": _f64(latency * self._inv_limit),
+            "action_clipped": _bool(clipped),
+            "objective": _f64(objective),
             "latency_s": latency_s,
-            "energy_j": energy,
-            "quantization": quant,
+            "energy_j": _f64(energy),
+            "quantization": _f64(quant),
             "bits": self._bits_choices[index],
             "share": share,
             "power_w": power,
@@ -266,24 +291,46 @@ class SFLAMEnv(gym.Env):
         }
         if self._live is not None:
             report = self._live.run_round(self._selected[r].tolist(), info["bits"].tolist())
-            info["live_train_loss"] = float(report.train_loss.mean())
-            info["live_accuracy"] = self._live.accuracy()
+            info["live_train_loss"] = _f64(report.train_loss.mean())
+            info["live_accuracy"] = _f64(self._live.accuracy())
         self._last_info = info
-        return self._obs[r + 1], -objective, False, r + 1 >= self._num_rounds, info
+        return self._obs[r + 1], -objective, False, r + 1 >= self._horizon, info
 
-    def oracle_action(self) -> np.ndarray:
-        """BCD's decisions for the current round (with the env's block matching)."""
+    def oracle(self) -> OracleResult:
+        """BCD's decisions for the current round (with the env's block matching).
+
+        ``objective`` is the round objective ``w_T T + w_E E + w_Q Q`` of the returned action as the env
+        evaluates it. BCD has no optimality certificate: ``lower_bound`` is ``-inf`` and ``status`` is
+        ``"feasible"``, or ``"infeasible"`` when the round latency is over the limit (no action meets it
+        or BCD found none).
+        """
         r = self._check_in_episode()
+        cached = self._oracle_cache.get(r)
+        if cached is not None:
+            return cached
+        start = time.perf_counter()
         sol = solve_sflam_bcd(self.config, self._block_gain[r], self._fixed_s[r], assignment=self._block[r])
-        return self.physical_to_action(sol.bits, sol.share, sol.power_w)
+        action = self.physical_to_action(sol.bits, sol.share, sol.power_w)
+        index, share, power = self._decode(action)
+        _, latency, _, _, objective = round_outcome_indexed(
+            self._tables, self._gain_over_noise[r], self._fixed_s[r], index, share, power
+        )
+        result = OracleResult(
+            action=action,
+            objective=objective,
+            lower_bound=-math.inf,
+            status="feasible" if latency <= self.config.round_latency_s_limit * (1 + 1e-9) else "infeasible",
+            iterations=len(sol.history),
+            solve_time_s=time.perf_counter() - start,
+            details={"round_latency_s": latency},
+        )
+        self._oracle_cache[r] = result
+        return result
 
-    def baseline_action(self, name: str) -> np.ndarray:
+    def _baseline(self, name: str) -> np.ndarray:
         """Baseline action: "full_precision" (32 bits) or "fixed_8bit", equal shares, full power."""
-        self._check_in_episode()
         m = self.config.selected_devices
-        bits = {"full_precision": 32, "fixed_8bit": 8}.get(name)
-        if bits is None:
-            raise ValueError(f"unknown SFLAM-v0 baseline {name!r}; choose one of {self.baseline_names}")
+        bits = {"full_precision": 32, "fixed_8bit": 8}[name]
         return self.physical_to_action(
             np.full(m, bits), np.full(m, 1.0 / m), np.full(m, self.config.max_power_w)
         )
@@ -293,23 +340,11 @@ class SFLAMEnv(gym.Env):
         r = self._check_in_episode()
         return self._block_gain[r].copy(), self._fixed_s[r].copy(), self._block[r].copy()
 
-    def _check_in_episode(self) -> int:
-        if self._round >= self.config.num_rounds:
-            raise RuntimeError("SFLAM-v0: no episode in progress; call reset() first")
-        return self._round
-
-    def render(self) -> str | np.ndarray | None:
-        """Render: "ansi" one line; "rgb_array" the round latency against T_max."""
-        if self.render_mode is None:
-            gym.logger.warn("SFLAM-v0.render() called without a render_mode; set render_mode in make()")
-            return None
-        info = self._last_info
-        if self.render_mode == "ansi":
-            if "bits" not in info:
-                return f"round {self._round}/{self.config.num_rounds}  (no round yet)"
-            return (
-                f"round {self._round}/{self.config.num_rounds}  latency {info['costs'][0]:.2f} s "
-                f"(limit {self.config.max_round_latency_s:g})  energy {info['energy_j']:.2f} J  "
-                f"bits {info['bits'].tolist()}"
-            )
-        return cost_bar_chart(info["costs"], self.cost_spec.limits_array)
+    def _ansi(self, info: dict[str, Any]) -> str:
+        if self._t == 0:
+            return f"round {self._t}/{self._horizon}  (no round yet)"
+        return (
+            f"round {self._t}/{self._horizon}  latency {info['costs'][0]:.2f} s "
+            f"(limit {self.config.round_latency_s_limit:g})  energy {info['energy_j']:.2f} J  "
+            f"bits {info['bits'].tolist()}"
+        )

@@ -4,7 +4,8 @@ Pure, vectorised numpy functions (leading batch axes broadcast), shared by the e
 and its brute-force check. Per selected device n, on the resource block it is matched to:
 
 - device compute (patch embedding, forward + backward): ``C / f`` s and ``kappa C f^2`` J;
-- uplink of ``S_n = V b_n + 64`` bits (V activations at b_n bits, one min-max header) at
+- uplink of ``S_n = V b_n + 64`` bits (V activations at b_n bits, one min-max header:
+  ``quantization.payload_bits``) at
   ``r_n = beta_n B log2(1 + p_n g_n / (beta_n B N0))`` with bandwidth share beta_n and power p_n;
 - server compute (blocks + head, forward + backward) with the server's throughput split M ways;
 - downlink of the activation gradients (V values at 32 bits) on the device's downlink band.
@@ -21,13 +22,16 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
+from envs.quantization import payload_bits, variance_bound
 from envs.sflam.config import SFLAMConfig
 
 __all__ = [
     "RoundOutcome",
     "RoundTables",
+    "device_compute_energy_j",
     "equal_share_rates_bps",
     "fixed_latency_s",
+    "per_value_quantization_error",
     "quantization_term",
     "round_outcome",
     "uplink_rate_bps",
@@ -36,16 +40,33 @@ __all__ = [
 
 
 def upload_bits(config: SFLAMConfig, bits: ArrayLike) -> np.ndarray:
-    """Bits a device uploads per round at activation bit-width ``bits`` (a 64-bit range header if < 32)."""
-    b = np.asarray(bits, dtype=np.float64)
-    return config.activation_values * b + 64.0 * (b < 32)
+    """Bits a device uploads per round at activation bit-width ``bits`` (a range header if < 32).
+
+    Below 32 bits the activations are quantized (``quantization.payload_bits``); at 32 they are sent
+    as they are, without a header.
+    """
+    b = np.asarray(bits, dtype=np.int64)
+    return np.where(b < 32, payload_bits(config.activation_values, b), config.activation_values * b * 1.0)
+
+
+def per_value_quantization_error(config: SFLAMConfig, bits: ArrayLike) -> np.ndarray:
+    """Per-value variance bound of the activation quantizer, ``A^2 / (4 (2^b - 1)^2)``; 0 at 32 bits.
+
+    It is ``quantization.variance_bound`` of one value; 32 bits means full precision (no quantizer).
+    """
+    b = np.asarray(bits, dtype=np.int64)
+    return (b < 32) * variance_bound(1, config.activation_range, b)
 
 
 def quantization_term(config: SFLAMConfig, bits: ArrayLike) -> np.ndarray:
-    """Mean over the last axis of the per-value variance bound ``A^2 / (4 (2^b - 1)^2)`` (0 at 32 bits)."""
-    b = np.asarray(bits, dtype=np.float64)
-    per_device = (b < 32) * (config.activation_range**2 / 4.0) / (np.exp2(b) - 1.0) ** 2
+    """Mean over the last axis of :func:`per_value_quantization_error`."""
+    per_device = per_value_quantization_error(config, bits)
     return np.add.reduce(per_device, axis=-1) / per_device.shape[-1]
+
+
+def device_compute_energy_j(config: SFLAMConfig) -> float:
+    """Energy of one device's compute in a round, ``kappa C f^2`` (J)."""
+    return config.kappa * config.device_cycles * config.device_frequency_hz**2
 
 
 def uplink_rate_bps(config: SFLAMConfig, share: ArrayLike, power_w: ArrayLike, gain: ArrayLike) -> np.ndarray:
@@ -100,7 +121,7 @@ def round_outcome(
     """
     upload = upload_bits(config, bits) / uplink_rate_bps(config, share, power_w, gain)
     latency = fixed_s + upload
-    compute_energy = config.kappa * config.device_cycles * config.device_frequency_hz**2
+    compute_energy = device_compute_energy_j(config)
     upload_energy = power_w * upload
     energy = np.add.reduce(compute_energy + upload_energy, axis=-1)
     round_latency = np.maximum.reduce(latency, axis=-1)
@@ -134,8 +155,8 @@ class RoundTables:
         choices = np.asarray(config.bits_choices)
         return cls(
             upload_s_per_rate=upload_bits(config, choices) * np.log(2.0) / config.uplink_bandwidth_hz,
-            quantization=(choices < 32) * (config.activation_range**2 / 4.0) / (np.exp2(choices) - 1.0) ** 2,
-            compute_energy_j=config.kappa * config.device_cycles * config.device_frequency_hz**2,
+            quantization=per_value_quantization_error(config, choices),
+            compute_energy_j=device_compute_energy_j(config),
             latency_weight=config.latency_weight,
             energy_weight=config.energy_weight,
             quantization_weight=config.quantization_weight,

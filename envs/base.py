@@ -1,0 +1,200 @@
+"""``EdgeGenEnv``: what every edgegen env shares, so that each env holds only its state and its model.
+
+The base owns:
+
+- the config: a frozen dataclass built from a named preset plus keyword overrides (an unknown keyword
+  raises ``TypeError``, as Python does; a bad value ``ValueError``), or passed ready as ``config=``;
+- the cost spec: ``cost_names`` / ``cost_units`` declared by the env, each limit read from the config
+  field ``<cost name>_limit``;
+- the horizon: the config field named by ``horizon_field`` sets the episode length, the env truncates
+  itself, and ``spec.max_episode_steps`` reports it (the ids are registered without a ``TimeLimit``);
+- action checks: shape and NaN/inf raise ``ValueError`` naming the entries; out-of-range values are
+  clipped and ``info["action_clipped"]`` says so;
+- the info convention: ``reset`` returns every key that ``step`` returns (zeros, or NaN where a value
+  has no meaning yet), every scalar a numpy scalar;
+- ``render`` ("ansi" one line from the env, "rgb_array" a cost-vs-limit chart unless the env has an
+  image), and the oracle hook: ``oracle()`` returns an :class:`~envs.oracle_result.OracleResult`,
+  ``oracle_action()`` its action.
+
+An env subclasses it with its config class, declares the class attributes below, builds its spaces
+in ``__init__`` after ``super().__init__``, and implements ``reset``, ``step``, ``_info_template``,
+``_ansi`` and ``oracle``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar, Generic, TypeVar
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.envs.registration import EnvSpec
+
+from envs.cmdp import CostSpec
+from envs.oracle_result import OracleResult
+from envs.presets import build_config
+from envs.rendering import cost_bar_chart
+
+__all__ = ["EdgeGenEnv"]
+
+ConfigT = TypeVar("ConfigT")
+_max_reduce = np.maximum.reduce
+
+
+class EdgeGenEnv(gym.Env[np.ndarray, np.ndarray], Generic[ConfigT]):
+    """Base class of the edgegen envs (see the module docstring for what it owns).
+
+    Class attributes an env declares:
+        env_name: e.g. ``"MEG-v0"``, used in messages.
+        config_class, presets, default_preset: the config dataclass and its named presets.
+        horizon_field: the config field that sets the episode length.
+        cost_names, cost_units: the constraints; their limits are config fields ``<name>_limit``.
+        objective_key: the info key of the per-step objective (lower is better) that the oracle's
+            ``objective`` is measured in.
+        baseline_names: named heuristics of :meth:`baseline_action`.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
+    env_name: ClassVar[str]
+    config_class: ClassVar[type]
+    presets: ClassVar[dict[str, dict[str, Any]]]
+    default_preset: ClassVar[str] = "default"
+    horizon_field: ClassVar[str]
+    cost_names: ClassVar[tuple[str, ...]]
+    cost_units: ClassVar[tuple[str, ...]]
+    objective_key: ClassVar[str]
+    baseline_names: ClassVar[tuple[str, ...]] = ()
+
+    _spec: EnvSpec | None = None
+
+    def __init__(
+        self,
+        preset: str | None = None,
+        render_mode: str | None = None,
+        config: ConfigT | None = None,
+        **overrides: Any,
+    ) -> None:
+        """Build the config from ``preset`` plus ``overrides`` (config fields), or take ``config``."""
+        modes = self.metadata["render_modes"]
+        if render_mode is not None and render_mode not in modes:
+            raise ValueError(f"render_mode must be one of {modes} or None, got {render_mode!r}")
+        if config is not None:
+            if overrides or preset is not None:
+                raise ValueError(f"pass either config or preset/field overrides to {self.env_name}, not both")
+            if not isinstance(config, self.config_class):
+                raise TypeError(f"config must be a {self.config_class.__name__}, got {type(config).__name__}")
+            self.config: ConfigT = config
+        else:
+            self.config = build_config(
+                self.config_class, self.presets, self.env_name, preset or self.default_preset, overrides
+            )
+        self.render_mode = render_mode
+        limits = tuple(getattr(self.config, f"{name}_limit") for name in self.cost_names)
+        self.cost_spec = CostSpec(self.cost_names, self.cost_units, limits)
+        self._horizon: int = getattr(self.config, self.horizon_field)
+        self._t = self._horizon  # no episode until reset()
+        self._last_info: dict[str, Any] = {}
+
+    # -- spec: the horizon is the config's ----------------------------------------------------------
+    @property  # type: ignore[override]
+    def spec(self) -> EnvSpec | None:
+        """The env's spec; ``max_episode_steps`` is the configured horizon."""
+        return self._spec
+
+    @spec.setter
+    def spec(self, value: EnvSpec | None) -> None:
+        if value is not None and value.max_episode_steps != self._horizon:
+            value = dataclasses.replace(value, max_episode_steps=self._horizon)
+        self._spec = value
+
+    @property
+    def horizon(self) -> int:
+        """Steps per episode (the config's ``horizon_field``)."""
+        return self._horizon
+
+    # -- info -------------------------------------------------------------------------------------
+    def _info_template(self) -> dict[str, Any]:
+        """Every key ``step`` puts in info, with the value ``reset`` returns (zeros or NaN)."""
+        raise NotImplementedError
+
+    def _reset_info(self, **values: Any) -> dict[str, Any]:
+        """The info of ``reset``: the template with ``values`` filled in (zero costs)."""
+        info = self._info_template()
+        info.update(values)
+        info["costs"] = np.zeros(self.cost_spec.num_costs)
+        info["cost"] = np.float64(0.0)
+        info["action_clipped"] = np.False_
+        self._last_info = info
+        return info
+
+    # -- actions ----------------------------------------------------------------------------------
+    def _check_action(self, action: Any) -> tuple[np.ndarray, bool]:
+        """``action`` as a float64 array clipped to [-1, 1], and whether it was clipped.
+
+        ValueError for a wrong shape or NaN/inf entries (named). Fast path: one reduction.
+        """
+        a = np.asarray(action, dtype=np.float64)  # no copy when it is float64 already
+        shape = self.action_space.shape
+        if a.shape != shape:
+            raise ValueError(f"{self.env_name} action must have shape {shape}, got {a.shape}")
+        if _max_reduce(np.abs(a), axis=None) <= 1.0:  # in range, so finite (NaN fails the test)
+            return a, False
+        self._raise_if_not_finite(a)
+        return np.clip(a, -1.0, 1.0), True
+
+    def _raise_if_not_finite(self, a: np.ndarray) -> None:
+        bad = np.flatnonzero(~np.isfinite(a))
+        if bad.size:
+            raise ValueError(
+                f"{self.env_name} action has NaN/inf at entries {bad.tolist()}: {a.reshape(-1)[bad].tolist()}"
+            )
+
+    def _check_in_episode(self) -> int:
+        """The current step index; RuntimeError outside an episode."""
+        if self._t >= self._horizon:
+            raise RuntimeError(f"{self.env_name}: no episode in progress; call reset() first")
+        return self._t
+
+    # -- oracle and baselines ---------------------------------------------------------------------
+    def oracle(self) -> OracleResult:
+        """The oracle's decision in the current state, with its objective and certificate."""
+        raise NotImplementedError
+
+    def oracle_action(self) -> np.ndarray:
+        """Shortcut: ``oracle().action`` (a writable copy)."""
+        return self.oracle().action.copy()
+
+    def baseline_action(self, name: str) -> np.ndarray:
+        """The action of the named heuristic (one of ``baseline_names``) in the current state."""
+        if name not in self.baseline_names:
+            raise ValueError(
+                f"unknown {self.env_name} baseline {name!r}; choose one of {list(self.baseline_names)}"
+            )
+        self._check_in_episode()
+        return self._baseline(name)
+
+    def _baseline(self, name: str) -> np.ndarray:
+        raise NotImplementedError
+
+    # -- rendering --------------------------------------------------------------------------------
+    def render(self) -> str | np.ndarray | None:  # type: ignore[override]
+        """Render the last step: "ansi" one line; "rgb_array" an image (costs against their limits)."""
+        if self.render_mode is None:
+            gym.logger.warn(
+                f"{self.env_name}.render() called without a render_mode; set render_mode in make()"
+            )
+            return None
+        info = self._last_info or self._reset_info()
+        if self.render_mode == "ansi":
+            return self._ansi(info)
+        image = self._image()
+        if image is not None:
+            return image
+        return cost_bar_chart(info["costs"], self.cost_spec.limits_array)
+
+    def _ansi(self, info: dict[str, Any]) -> str:
+        raise NotImplementedError
+
+    def _image(self) -> np.ndarray | None:
+        """An env-specific picture for "rgb_array" (None: the cost chart)."""
+        return None
