@@ -51,6 +51,9 @@ class EdgeGenEnv(gym.Env[np.ndarray, np.ndarray], Generic[ConfigT]):
         cost_names, cost_units: the constraints; their limits are config fields ``<name>_limit``.
         objective_key: the info key of the per-step objective (lower is better) that the oracle's
             ``objective`` is measured in.
+        oracle_is_per_step: True when ``oracle().objective`` is the objective of this very step (the
+            oracle optimises each step); False when it is the expected objective of a stationary
+            policy (MEG-v0), whose single steps may exceed the average limits.
         baseline_names: named heuristics of :meth:`baseline_action`.
     """
 
@@ -63,6 +66,7 @@ class EdgeGenEnv(gym.Env[np.ndarray, np.ndarray], Generic[ConfigT]):
     cost_names: ClassVar[tuple[str, ...]]
     cost_units: ClassVar[tuple[str, ...]]
     objective_key: ClassVar[str]
+    oracle_is_per_step: ClassVar[bool] = True
     baseline_names: ClassVar[tuple[str, ...]] = ()
 
     _spec: EnvSpec | None = None

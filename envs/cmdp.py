@@ -89,7 +89,7 @@ class CostSpec:
 
 def zero_cost_info(spec: CostSpec) -> dict[str, Any]:
     """The cost entries that ``reset`` returns: zero costs, so vector envs stay aligned."""
-    return {"costs": np.zeros(spec.num_costs, dtype=np.float64), "cost": 0.0}
+    return {"costs": np.zeros(spec.num_costs, dtype=np.float64), "cost": np.float64(0.0)}
 
 
 def get_cost_spec(env: Any) -> CostSpec:
@@ -117,14 +117,19 @@ class SingleCostWrapper(gym.Wrapper):
     With ``cost=None`` the single cost is the normalised ``info["cost"] = max_i c_i / limit_i`` with
     limit 1 (meeting it meets every constraint); with a name it is that raw cost and its own limit.
     ``info["costs"]`` is replaced by the one-entry array and ``cost_spec`` describes it.
+    ``info["cost"]`` is the kept cost over its limit (budget 1 per step) by default; with
+    ``normalize=False`` it is the raw cost in its own unit, for single-constraint libraries whose budget
+    is a sum of raw costs per episode (e.g. ``limit x horizon`` seconds).
 
     Args:
         env: an edgegen env (or any env with ``cost_spec`` and ``info["costs"]``).
         cost: name of the cost to keep, or ``None`` for the normalised maximum.
+        normalize: divide ``info["cost"]`` by the kept cost's limit (default) or leave it raw.
     """
 
-    def __init__(self, env: gym.Env, cost: str | None = None) -> None:
+    def __init__(self, env: gym.Env, cost: str | None = None, normalize: bool = True) -> None:
         super().__init__(env)
+        self._normalize = bool(normalize)
         inner = get_cost_spec(env)
         if cost is None:
             self._index = None
@@ -136,9 +141,9 @@ class SingleCostWrapper(gym.Wrapper):
     def _rewrite(self, info: dict[str, Any]) -> dict[str, Any]:
         info = dict(info)
         info["costs_all"] = info["costs"]
-        value = info["cost"] if self._index is None else float(info["costs"][self._index])
+        value = np.float64(info["cost"] if self._index is None else info["costs"][self._index])
         info["costs"] = np.array([value], dtype=np.float64)
-        info["cost"] = value / self.cost_spec.limits[0]
+        info["cost"] = value / self.cost_spec.limits[0] if self._normalize else value
         return info
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
@@ -171,7 +176,7 @@ class SafetyGymnasiumAdapter(gym.Wrapper):
     def step(self, action: Any) -> tuple[Any, float, float, bool, bool, dict[str, Any]]:  # type: ignore[override]
         """Step the inner env and lift the cost out of info."""
         obs, reward, terminated, truncated, info = self.env.step(action)
-        cost = info["cost"] if self._index is None else float(info["costs"][self._index])
+        cost = info["cost"] if self._index is None else info["costs"][self._index]
         return obs, float(reward), float(cost), terminated, truncated, info
 
 

@@ -60,7 +60,7 @@ PENALTY = 1e3
 _MIN_SHARE, _MIN_TIME = 1e-4, 1e-6
 
 
-@dataclass
+@dataclass(frozen=True)
 class SFLAMSolution:
     """Decisions and value of the BCD oracle for one round.
 
@@ -70,6 +70,8 @@ class SFLAMSolution:
         objective: ``w_T T + w_E E + w_Q Q`` (without the penalty) at the decisions.
         round_latency_s: T.
         history: the penalised objective after every block update (non-increasing).
+        status: ``"feasible"`` when the round latency meets ``T_max``, else ``"infeasible"`` (the round
+            cannot be made, or BCD found no decision that makes it). BCD has no optimality certificate.
     """
 
     bits: np.ndarray
@@ -79,6 +81,7 @@ class SFLAMSolution:
     objective: float
     round_latency_s: float
     history: list[float] = field(default_factory=list)
+    status: str = "feasible"
 
 
 def penalised_objective(config, block_gain, fixed_s, bits, share, power_w, assignment) -> np.ndarray:
@@ -390,4 +393,6 @@ def solve_sflam_bcd(
     bits, share, power, match, history = best
     gain = block_gain[np.arange(m), match]
     out = round_outcome(config, gain, fixed_s, bits, share, power)
-    return SFLAMSolution(bits, share, power, match, float(out.objective), float(out.round_latency_s), history)
+    latency = float(out.round_latency_s)
+    status = "feasible" if latency <= config.round_latency_s_limit * (1.0 + 1e-9) else "infeasible"
+    return SFLAMSolution(bits, share, power, match, float(out.objective), latency, history, status)

@@ -273,3 +273,28 @@ def test_oracle_in_info_off_solves_lazily_with_the_same_answer():
     assert (
         info["energy_j"] == info_eager["energy_j"] == pytest.approx(info_eager["oracle_energy_j"], rel=1e-12)
     )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "episodes"),
+    [
+        ({}, 20),  # 10,000 device-rounds
+        ({"preset": "large"}, 20),  # 50,000 device-rounds
+        ({"kappa": 1e-100}, 4),  # every device power-capped: the share sits exactly on t_min / T
+        ({"total_bandwidth_hz": 1e15}, 4),  # shares ~1e-9, below float32's spacing near -1
+    ],
+    ids=["default", "large", "tiny-kappa", "huge-bandwidth"],
+)
+def test_oracle_action_makes_no_device_late_that_can_be_on_time(kwargs, episodes):
+    # The oracle's float32 action is rounded inward: storing it must not make a feasible device late.
+    env = gym.make(ID, **kwargs)
+    late_but_feasible = device_rounds = 0
+    for episode in range(episodes):
+        env.reset(seed=77000 + episode)
+        for _ in range(env.unwrapped.horizon):
+            feasible = env.unwrapped.round_problem().feasible
+            _, _, _, _, info = env.step(env.unwrapped.oracle_action())
+            late_but_feasible += int(np.count_nonzero(info["late"] & feasible))
+            device_rounds += feasible.size
+    assert device_rounds == episodes * env.unwrapped.horizon * env.unwrapped.config.num_devices
+    assert late_but_feasible == 0

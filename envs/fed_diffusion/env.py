@@ -20,14 +20,8 @@ __all__ = ["FedDiffusionEnv", "feasible_float32_action"]
 _OBS_CLIP = 10.0
 # Bound ufunc reductions: a few microseconds cheaper per step than the ndarray methods.
 _sum_reduce = np.add.reduce
-_LIVE_KEYS = (
-    "live_train_loss",
-    "live_heldout_loss",
-    "live_quantization_error_sq",
-    "live_quantization_error_bound",
-    "live_upload_bits",
-    "live_frechet_distance",
-)
+_LIVE_SCALARS = ("live_train_loss", "live_heldout_loss", "live_frechet_distance")
+_LIVE_PER_DEVICE = ("live_quantization_error_sq", "live_quantization_error_bound", "live_upload_bits")
 
 
 class FedDiffusionEnv(EdgeGenEnv[FedDiffusionConfig]):
@@ -194,7 +188,8 @@ class FedDiffusionEnv(EdgeGenEnv[FedDiffusionConfig]):
         if self._oracle_in_info:
             info["oracle_energy_j"] = np.float64(np.nan)
         if self.config.backend == "live":
-            info.update({name: np.float64(np.nan) for name in _LIVE_KEYS})
+            info.update({name: np.float64(np.nan) for name in _LIVE_SCALARS})
+            info.update({name: np.full(k, np.nan) for name in _LIVE_PER_DEVICE})
         return info
 
     # -- episode ----------------------------------------------------------------------------------
@@ -321,9 +316,9 @@ class FedDiffusionEnv(EdgeGenEnv[FedDiffusionConfig]):
         loss = self._live.heldout_loss()
         info["live_train_loss"] = np.float64(report.train_loss.mean())
         info["live_heldout_loss"] = np.float64(loss)
-        info["live_quantization_error_sq"] = np.float64(report.quantization_error_sq)
-        info["live_quantization_error_bound"] = np.float64(report.quantization_error_bound)
-        info["live_upload_bits"] = np.float64(report.upload_bits)
+        info["live_quantization_error_sq"] = np.asarray(report.quantization_error_sq, dtype=np.float64)
+        info["live_quantization_error_bound"] = np.asarray(report.quantization_error_bound, dtype=np.float64)
+        info["live_upload_bits"] = np.asarray(report.upload_bits, dtype=np.float64)
         every = self.config.live_fd_every
         info["live_frechet_distance"] = np.float64(np.nan)
         if last or (every and self._live.rounds % every == 0):

@@ -140,6 +140,7 @@ class MEGEnv(EdgeGenEnv[MEGConfig]):
     cost_names: ClassVar[tuple[str, ...]] = ("latency_s", "energy_j")
     cost_units: ClassVar[tuple[str, ...]] = ("s", "J")
     objective_key: ClassVar[str] = "ln_mse"
+    oracle_is_per_step: ClassVar[bool] = False
     baseline_names: ClassVar[tuple[str, ...]] = ("best_fixed",)
 
     def __init__(
