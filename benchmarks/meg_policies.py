@@ -71,7 +71,7 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads")
     results: dict = {}
     for preset in ("paper", "fading"):
-        oracle = gym.make("edgegen/MEG-v0", preset=preset).unwrapped.oracle()
+        oracle = gym.make("edgegen/MEG-v0", preset=preset).unwrapped.solved_oracle()
         print(
             f"\npreset {preset!r}: oracle multipliers (lambda_L, lambda_E) = "
             f"({oracle.dual[0]:.3f}, {oracle.dual[1]:.4f}), time-sharing weights "

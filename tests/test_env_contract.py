@@ -59,7 +59,9 @@ def _rollout(env: gym.Env, seed: int, steps: int) -> list:
     obs, info = env.reset(seed=seed)
     out = [(obs.copy(), {k: np.copy(v) for k, v in info.items()})]
     for _ in range(steps):
-        obs, reward, terminated, truncated, info = env.step(rng.uniform(-1, 1, env.action_space.shape).astype(np.float32))
+        obs, reward, terminated, truncated, info = env.step(
+            rng.uniform(-1, 1, env.action_space.shape).astype(np.float32)
+        )
         out.append((obs.copy(), reward, terminated, truncated, {k: np.copy(v) for k, v in info.items()}))
         if terminated or truncated:
             obs, info = env.reset()
@@ -152,7 +154,7 @@ def test_bad_keywords_and_values(env_id):
     with pytest.raises(ValueError, match="preset"):
         make(env_id, preset="no-such-preset")
     with pytest.raises(ValueError, match="render_mode"):
-        make(env_id, render_mode="human-ish").unwrapped
+        make(env_id, render_mode="human-ish")
 
 
 @pytest.mark.parametrize("env_id", IDS)
@@ -204,7 +206,9 @@ def test_horizon_overrides_set_the_episode_length(env_id, change):
 @pytest.mark.parametrize("mode", [gym.vector.AutoresetMode.NEXT_STEP, gym.vector.AutoresetMode.SAME_STEP])
 def test_vector_envs_keep_costs_aligned(env_id, kwargs, mode):
     spec = make(env_id, **kwargs).unwrapped.cost_spec
-    vec = gym.make_vec(env_id, num_envs=3, vectorization_mode="sync", vector_kwargs={"autoreset_mode": mode}, **kwargs)
+    vec = gym.make_vec(
+        env_id, num_envs=3, vectorization_mode="sync", vector_kwargs={"autoreset_mode": mode}, **kwargs
+    )
     vec.reset(seed=1)
     for _ in range(make(env_id, **kwargs).unwrapped.horizon + 2):
         _, _, _, _, info = vec.step(vec.action_space.sample())
@@ -236,7 +240,7 @@ def test_oracle_result_is_consistent_with_the_step(env_id, kwargs):
     for _ in range(steps):
         result = unwrapped.oracle()
         _check_result(env, result)
-        _, reward, _, truncated, info = env.step(result.action)
+        _, _, _, truncated, info = env.step(result.action)
         if unwrapped.oracle_is_per_step:
             # the objective is the env's own per-step objective at the returned action
             assert info[unwrapped.objective_key] == pytest.approx(result.objective, rel=1e-12)

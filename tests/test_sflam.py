@@ -281,8 +281,8 @@ def test_vector_envs_match_single_envs_and_reset_with_zero_costs(mode):
 
 
 def test_scheduler_matching_maximises_the_sum_rate_per_round():
-    from envs.sflam.system import equal_share_rates_bps
     from envs.sflam.scheduler import rate_matching
+    from envs.sflam.system import equal_share_rates_bps
 
     cfg = make_config()
     rng = np.random.default_rng(5)

@@ -25,7 +25,7 @@ from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
 from envs.backends.data import dirichlet_split, shape_images
 from envs.backends.frechet import frechet_distance, gaussian_statistics, load_classifier
-from envs.quantization import check_bits, quantize_torch, variance_bound
+from envs.quantization import RANGE_HEADER_BITS, check_bits, quantize_torch, variance_bound
 
 __all__ = ["FederatedDDPM", "FederatedDDPMConfig", "RoundReport", "build_unet"]
 
@@ -160,7 +160,7 @@ class FederatedDDPM:
                 p.copy_(g + acc)
         self.rounds += 1
         upload = self.num_params * bits_arr.astype(np.float64) + np.where(
-            bits_arr < 32, 64.0 * self._num_tensors, 0.0
+            bits_arr < 32, float(RANGE_HEADER_BITS) * self._num_tensors, 0.0
         )
         return RoundReport(np.array(losses), upload, np.array(errors), np.array(bounds))
 

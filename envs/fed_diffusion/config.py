@@ -102,16 +102,6 @@ class FedDiffusionConfig:
         _check(self.max_distance_m <= 1e5, "max_distance_m", self.max_distance_m, "<= 1e5 m")
         _check(self.min_distance_m >= 1.0, "min_distance_m", self.min_distance_m, ">= 1 m")
         _check(self.shadowing_std_db <= 30.0, "shadowing_std_db", self.shadowing_std_db, "in [0, 30] dB")
-        # Physical ranges: outside them the model's floating point breaks down (inf energies, NaN roots).
-        for name, low, high, unit in (
-            ("round_time_s", 0.0, 1e6, "s"),
-            ("flops_per_cycle", 1e-3, 1e6, "FLOP/cycle"),
-            ("max_frequency_hz", 0.0, 1e12, "Hz"),
-            ("kappa", 0.0, 1e-20, ""),
-            ("total_bandwidth_hz", 1.0, 1e15, "Hz"),
-        ):
-            value = getattr(self, name)
-            _check(low <= value <= high, name, value, f"in [{low:g}, {high:g}] {unit}".rstrip())
         _check(self.num_devices >= 1, "num_devices", self.num_devices, ">= 1")
         _check(self.num_rounds >= 1, "num_rounds", self.num_rounds, ">= 1")
         for name in (
@@ -188,6 +178,16 @@ class FedDiffusionConfig:
                 f"length num_devices ({self.num_devices})",
             )
             _check_bits("demanded_bits", self.demanded_bits)
+        # Physical ranges: outside them the model's floating point breaks down (inf energies, NaN roots).
+        for name, low, high, unit in (
+            ("round_time_s", 0.0, 1e6, "s"),
+            ("flops_per_cycle", 1e-3, 1e6, "FLOP/cycle"),
+            ("max_frequency_hz", 0.0, 1e12, "Hz"),
+            ("kappa", 0.0, 1e-20, ""),
+            ("total_bandwidth_hz", 1.0, 1e15, "Hz"),
+        ):
+            value = getattr(self, name)
+            _check(low <= value <= high, name, value, f"in [{low:g}, {high:g}] {unit}".rstrip())
         get_count(self.model)  # raises a clear error for an unknown architecture
         shortest = self.nominal_min_round_time_s
         _check(

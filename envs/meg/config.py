@@ -171,6 +171,21 @@ class MEGConfig:
             self.latent_size,
             "a positive multiple of 4",
         )
+        # Physical ranges: outside them the cost model overflows or the profile is extrapolated.
+        for name, low, high in (
+            ("bandwidth_hz", 1.0, 1e12),
+            ("guidance_factor", 0.1, 10.0),
+            ("es_flops_per_s", 1e6, 1e18),
+            ("ue_speed_ratio", 1e-6, 1e6),
+            ("es_energy_j_per_flop", 1e-18, 1e-3),
+            ("ue_energy_ratio", 1e-6, 1e6),
+            ("access_latency_s", 0.0, 3600.0),
+            ("feature_noise_std", 0.0, 10.0),
+            ("latency_s_limit", 0.0, 1e6),
+            ("energy_j_limit", 0.0, 1e12),
+        ):
+            value = getattr(self, name)
+            _check(low <= value <= high, name, value, f"in [{low:g}, {high:g}]")
         for name in ("unet_model", "decoder_model"):
             try:
                 get_count(getattr(self, name))

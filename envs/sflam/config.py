@@ -90,18 +90,6 @@ class SFLAMConfig:
         _check(self.max_distance_m <= 1e5, "max_distance_m", self.max_distance_m, "<= 1e5 m")
         _check(self.min_distance_m >= 1.0, "min_distance_m", self.min_distance_m, ">= 1 m")
         _check(self.shadowing_std_db <= 30.0, "shadowing_std_db", self.shadowing_std_db, "in [0, 30] dB")
-        # Physical ranges: outside them the model's floating point breaks down (inf energies, NaN rates).
-        for name, low, high, unit in (
-            ("activation_range", 0.0, 1e6, ""),
-            ("flops_per_cycle", 1e-3, 1e6, "FLOP/cycle"),
-            ("device_frequency_hz", 0.0, 1e12, "Hz"),
-            ("kappa", 0.0, 1e-20, ""),
-            ("server_flops_per_s", 1e6, 1e18, "FLOP/s"),
-            ("uplink_bandwidth_hz", 1.0, 1e12, "Hz"),
-            ("downlink_bandwidth_hz", 1.0, 1e12, "Hz"),
-        ):
-            value = getattr(self, name)
-            _check(low <= value <= high, name, value, f"in [{low:g}, {high:g}] {unit}".rstrip())
         _check(
             isinstance(self.num_devices, int) and self.num_devices >= 1,
             "num_devices",
@@ -163,6 +151,18 @@ class SFLAMConfig:
             self.live_alpha,
             "finite, > 0",
         )
+        # Physical ranges: outside them the model's floating point breaks down (inf energies, NaN rates).
+        for name, low, high, unit in (
+            ("activation_range", 0.0, 1e6, ""),
+            ("flops_per_cycle", 1e-3, 1e6, "FLOP/cycle"),
+            ("device_frequency_hz", 0.0, 1e12, "Hz"),
+            ("kappa", 0.0, 1e-20, ""),
+            ("server_flops_per_s", 1e6, 1e18, "FLOP/s"),
+            ("uplink_bandwidth_hz", 1.0, 1e12, "Hz"),
+            ("downlink_bandwidth_hz", 1.0, 1e12, "Hz"),
+        ):
+            value = getattr(self, name)
+            _check(low <= value <= high, name, value, f"in [{low:g}, {high:g}] {unit}".rstrip())
         for name in ("device_model", "server_model"):
             get_count(getattr(self, name))  # ValueError naming the missing architecture
         check_finite_fields(self)
