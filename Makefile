@@ -28,6 +28,7 @@ test-slow: install
 lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
 bench: install
 	$(PY) benchmarks/env_throughput.py

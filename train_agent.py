@@ -162,7 +162,7 @@ def load_run_config(checkpoint: Path) -> dict[str, Any]:
 
 def load_model(
     checkpoint: Path, env_id: str | None = None, env_kwargs: dict[str, Any] | None = None
-) -> tuple[BaseAlgorithm, dict[str, Any]]:
+) -> tuple[BaseAlgorithm | CVPO, dict[str, Any]]:
     """Load a checkpoint and its run config; refuse a checkpoint trained on another env or config."""
     config = load_run_config(checkpoint)
     if env_id is not None and config["env"] != env_id:
@@ -173,7 +173,8 @@ def load_model(
         )
     algo_cls = ALGOS[config["algo"]][0]
     try:
-        return algo_cls.load(checkpoint, device="cpu"), config
+        model: Any = algo_cls.load(checkpoint, device="cpu")
+        return model, config
     except Exception as exc:  # a corrupt or foreign zip: SB3 raises many kinds
         raise CLIError(f"cannot load checkpoint {checkpoint} ({type(exc).__name__}: {exc})") from None
 
@@ -187,7 +188,7 @@ def policy_by_name(name: str, env: gym.Env, seed: int, env_kwargs: dict[str, Any
     if name in getattr(env.unwrapped, "baseline_names", ()):
         return BaselinePolicy(env, name)
     if name.endswith(".zip") or Path(name).exists():
-        return load_model(Path(name), env.spec.id, env_kwargs)[0]
+        return load_model(Path(name), env.spec.id if env.spec else None, env_kwargs)[0]
     baselines = ", ".join(getattr(env.unwrapped, "baseline_names", ()))
     raise CLIError(
         f"unknown policy {name!r}: use oracle, random, a baseline ({baselines}) or a .zip checkpoint"
@@ -295,7 +296,8 @@ def train(args: TrainArgs) -> Path:
     (run_dir / "config.json").write_text(json.dumps(config, indent=2))
 
     vec_env = make_vec_env(args.env, n_envs=args.n_envs, seed=args.seed, env_kwargs=args.env_kwargs)
-    algo_cls = ALGOS[args.algo][0]
+    algo_cls: Any = ALGOS[args.algo][0]
+    model: Any
     if isinstance(settings, CVPOConfig):
         model = CVPO(
             vec_env, settings, cost_limits=list(spec.limits), seed=args.seed, tensorboard_log=str(run_dir)
@@ -310,7 +312,7 @@ def train(args: TrainArgs) -> Path:
         max(args.checkpoint_every // args.n_envs, 1), str(run_dir / "checkpoints"), name_prefix="model"
     )
     start = time.perf_counter()
-    learn_kwargs = {} if algo_cls is CVPO else {"tb_log_name": "tb"}
+    learn_kwargs: dict[str, Any] = {} if algo_cls is CVPO else {"tb_log_name": "tb"}
     model.learn(args.timesteps, callback=checkpoints, progress_bar=args.progress_bar, **learn_kwargs)
     train_time_s = time.perf_counter() - start
     model.save(run_dir / "model.zip")

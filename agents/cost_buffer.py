@@ -84,7 +84,9 @@ class CostRolloutBuffer(RolloutBuffer):
             self.cost_advantages[step] = gae
         self.cost_returns = self.cost_advantages + self.cost_values
 
-    def get(self, batch_size: int | None = None) -> Generator[CostRolloutBufferSamples, None, None]:
+    def get(  # type: ignore[override]
+        self, batch_size: int | None = None
+    ) -> Generator[CostRolloutBufferSamples, None, None]:
         """Shuffled minibatches of all ``n_steps * n_envs`` samples (seeded generator)."""
         if not self.full:
             raise RuntimeError("CostRolloutBuffer.get() needs a full buffer; collect a rollout first")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch as th
 from stable_baselines3.common.policies import ActorCriticPolicy
@@ -40,7 +40,7 @@ class CostActorCriticPolicy(ActorCriticPolicy):
 
     def _critic_latent(self, obs: th.Tensor) -> th.Tensor:
         features = super().extract_features(obs, self.vf_features_extractor)
-        return self.mlp_extractor.forward_critic(features)
+        return self.mlp_extractor.forward_critic(cast(th.Tensor, features))
 
     def predict_cost_values(self, obs: th.Tensor) -> th.Tensor:
         """Cost values ``V_c(s)``, shape ``(batch, n_costs)``."""

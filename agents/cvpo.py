@@ -491,6 +491,8 @@ class CVPO:
         space = self.env.action_space
         if not isinstance(space, gym.spaces.Box):
             raise ValueError(f"CVPO needs a Box action space, got {space}")
+        self._act_shape: tuple[int, ...] = space.shape
+        self._obs_shape: tuple[int, ...] = tuple(self.env.observation_space.shape or ())
         spec = get_cost_spec(self.env)
         self.cost_spec: CostSpec = spec if cost_limits is None else spec.with_limits(cost_limits)
         if self.config.infinite_horizon_threshold:
@@ -502,7 +504,7 @@ class CVPO:
             np.float32
         )
         self.thresholds = q_threshold(limits * self._cost_scale, self.config.gamma, horizon)
-        self._build(int(np.prod(self.env.observation_space.shape)), int(np.prod(space.shape)))
+        self._build(int(np.prod(self._obs_shape)), int(np.prod(self._act_shape)))
         self.num_timesteps, self.num_updates = 0, 0
         self._logger: Logger | None = None
 
@@ -519,18 +521,24 @@ class CVPO:
         if self.seed is not None:
             th.manual_seed(self.seed)
         self.obs_dim, self.act_dim = obs_dim, act_dim
+        entity_actor: EntityGaussianActor | None = None
         if cfg.entity_dims is None:
-            actor = GaussianActor(obs_dim, act_dim, cfg.hidden, cfg.log_std_init)
+            actor: GaussianActor = GaussianActor(obs_dim, act_dim, cfg.hidden, cfg.log_std_init)
         else:
-            actor = EntityGaussianActor(obs_dim, act_dim, cfg.hidden, cfg.log_std_init, cfg.entity_dims)
+            actor = entity_actor = EntityGaussianActor(
+                obs_dim, act_dim, cfg.hidden, cfg.log_std_init, cfg.entity_dims
+            )
         if cfg.min_std is not None:
             actor.min_log_std = math.log(cfg.min_std)
         self.actor = actor.to(self.device)
+        critics: nn.Module
         if cfg.entity_critic_hidden is None:
             critics = Critics(obs_dim, act_dim, self.cost_spec.num_costs, cfg.hidden)
         else:
+            # CVPOConfig checks that entity_critic_hidden comes with entity_dims
+            assert entity_actor is not None and cfg.entity_dims is not None
             critics = EntityCritics(
-                actor, self.cost_spec.num_costs, cfg.entity_critic_hidden, cfg.entity_dims[1]
+                entity_actor, self.cost_spec.num_costs, cfg.entity_critic_hidden, cfg.entity_dims[1]
             )
         self.critics = critics.to(self.device)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
@@ -544,6 +552,7 @@ class CVPO:
         self.cost_value: np.ndarray | None = None  # running batch cost value (cost_value_baseline)
         self.alpha_mean, self.alpha_std = 0.0, 0.0
         space = self.env.action_space
+        assert isinstance(space, gym.spaces.Box)  # checked in __init__
         self._low, self._high = space.low.astype(np.float32), space.high.astype(np.float32)
 
     # -- acting -------------------------------------------------------------------------------------
@@ -564,13 +573,13 @@ class CVPO:
         With ``CVPOConfig.policy_average`` the deterministic action is the averaged actor's mean.
         """
         obs = np.asarray(observation, dtype=np.float32)
-        single = obs.shape == self.env.observation_space.shape
+        single = obs.shape == self._obs_shape
         batch = th.as_tensor(obs.reshape(-1, self.obs_dim), device=self.device)
         actor = self.actor_average if deterministic and self.actor_average is not None else self.actor
         with th.no_grad():
             mean, std = actor(batch)
             action = mean if deterministic else mean + std * th.randn_like(mean)
-        action = self._to_env(action.cpu().numpy()).reshape(-1, *self.env.action_space.shape)
+        action = self._to_env(action.cpu().numpy()).reshape(-1, *self._act_shape)
         return (action[0] if single else action), None
 
     # -- learning -----------------------------------------------------------------------------------
@@ -629,7 +638,7 @@ class CVPO:
         cb.on_training_start(locals(), globals())
         while self.num_timesteps < end:
             # Act: uniform random until learning_starts, then the stochastic policy.
-            obs = self._last_obs
+            obs = np.asarray(self._last_obs)
             if self.num_timesteps < cfg.learning_starts:
                 raw = self._rng.uniform(-1, 1, (n_envs, self.act_dim)).astype(np.float32)
             else:
@@ -637,11 +646,9 @@ class CVPO:
                     mean, std = self.actor(th.as_tensor(obs.reshape(n_envs, -1), device=self.device))
                     raw = (mean + std * th.randn_like(mean)).cpu().numpy()
             actions = np.clip(raw, -1.0, 1.0)
-            new_obs, rewards, dones, infos = env.step(
-                self._to_env(actions).reshape(n_envs, *env.action_space.shape)
-            )
+            new_obs, rewards, dones, infos = env.step(self._to_env(actions).reshape(n_envs, *self._act_shape))
             costs = np.array([info["costs"] for info in infos], dtype=np.float32)
-            next_obs = new_obs.reshape(n_envs, -1).copy()
+            next_obs = np.array(new_obs, dtype=np.float32).reshape(n_envs, -1)
             terminated = np.zeros(n_envs, np.float32)
             for i, done in enumerate(dones):
                 if done:
@@ -767,7 +774,8 @@ class CVPO:
         polyak_update(self.critics, self.critics_target, cfg.tau)
         polyak_update(self.actor, self.actor_target, cfg.tau)
         if self.actor_average is not None:  # a plain mean of the iterates first, then an EMA
-            polyak_update(self.actor, self.actor_average, max(cfg.policy_average, 1 / (self.num_updates + 1)))
+            rate = max(float(cfg.policy_average or 0.0), 1 / (self.num_updates + 1))
+            polyak_update(self.actor, self.actor_average, rate)
         self.num_updates += 1
         self._last_losses = {
             "train/critic_loss": critic_loss.item(),
@@ -817,8 +825,8 @@ class CVPO:
             "num_updates": self.num_updates,
             "low": self._low.tolist(),
             "high": self._high.tolist(),
-            "observation_shape": list(self.env.observation_space.shape),
-            "action_shape": list(self.env.action_space.shape),
+            "observation_shape": list(self._obs_shape),
+            "action_shape": list(self._act_shape),
         }
         weights = io.BytesIO()
         th.save({name: getattr(self, name).state_dict() for name in self._modules()}, weights)

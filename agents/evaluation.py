@@ -96,7 +96,8 @@ def evaluate_policy_with_cost(
     metrics: dict[str, list[float]] = {}
     for episode in range(n_episodes):
         obs, _ = env.reset(seed=seed + episode)
-        total_reward, total_cost, length, sums = 0.0, np.zeros(spec.num_costs), 0, {}
+        total_reward, total_cost, length = 0.0, np.zeros(spec.num_costs), 0
+        sums: dict[str, float] = {}
         done = False
         while not done:
             action, _ = policy.predict(obs, deterministic=deterministic)

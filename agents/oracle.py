@@ -27,7 +27,7 @@ class OraclePolicy:
         if hasattr(env, "env_method"):  # stable-baselines3 VecEnv
             self._act = lambda: np.stack(env.env_method("oracle_action"))
         elif isinstance(env, gym.vector.VectorEnv):
-            self._act = lambda: np.stack(env.call("oracle_action"))
+            self._act = lambda: np.stack(env.call("oracle_action"))  # type: ignore[attr-defined]
         elif hasattr(env, "unwrapped") and hasattr(env.unwrapped, "oracle_action"):
             self._act = env.unwrapped.oracle_action
         else:
@@ -67,7 +67,7 @@ class BaselinePolicy:
         self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True
     ) -> tuple[np.ndarray, None]:
         """Return ``(action, None)``; the observation is not used."""
-        return self.env.unwrapped.baseline_action(self.name), None
+        return self.env.unwrapped.baseline_action(self.name), None  # type: ignore[attr-defined]
 
 
 class RandomPolicy:

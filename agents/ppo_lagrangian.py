@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar, cast
 
 import gymnasium as gym
 import numpy as np
@@ -61,6 +61,7 @@ class PPOLagrangian(PPO):
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": CostActorCriticPolicy}
     rollout_buffer: CostRolloutBuffer
     policy: CostActorCriticPolicy
+    cost_spec: CostSpec
 
     def __init__(
         self,
@@ -99,8 +100,8 @@ class PPOLagrangian(PPO):
         self.lambda_lr, self.lambda_max = lambda_lr, lambda_max
         self.pid_kp, self.pid_ki, self.pid_kd = pid_kp, pid_ki, pid_kd
         self.cost_vf_coef = cost_vf_coef
-        # SB3's load() calls the constructor without env and restores these attributes afterwards.
-        self.cost_spec: CostSpec | None = None
+        # SB3's load() calls the constructor without env and restores cost_spec (and the multiplier
+        # state) from the checkpoint afterwards.
         if env is not None:
             spec = get_cost_spec(env)
             self.cost_spec = spec if cost_limits is None else spec.with_limits(cost_limits)
@@ -153,9 +154,9 @@ class PPOLagrangian(PPO):
 
         for _ in range(n_rollout_steps):
             with th.no_grad():
-                obs_tensor = obs_as_tensor(self._last_obs, self.device)
+                obs_tensor = obs_as_tensor(np.asarray(self._last_obs), self.device)
                 actions, values, log_probs = self.policy(obs_tensor)
-                cost_values = self.policy.predict_cost_values(obs_tensor)
+                cost_values = self.policy.predict_cost_values(cast(th.Tensor, obs_tensor))
             actions = actions.cpu().numpy()
             clipped_actions = actions
             if isinstance(self.action_space, spaces.Box):
@@ -176,21 +177,28 @@ class PPOLagrangian(PPO):
             for idx, done in enumerate(dones):
                 terminal_obs = infos[idx].get("terminal_observation")
                 if done and terminal_obs is not None and infos[idx].get("TimeLimit.truncated", False):
-                    terminal_tensor = self.policy.obs_to_tensor(terminal_obs)[0]
+                    terminal_tensor = cast(th.Tensor, self.policy.obs_to_tensor(terminal_obs)[0])
                     with th.no_grad():
                         rewards[idx] += self.gamma * self.policy.predict_values(terminal_tensor)[0].item()
                         terminal_cost = self.policy.predict_cost_values(terminal_tensor)[0].cpu().numpy()
                     costs[idx] += rollout_buffer.cost_gamma * terminal_cost
 
             rollout_buffer.add_costs(costs, cost_values)
-            rollout_buffer.add(self._last_obs, actions, rewards, self._last_episode_starts, values, log_probs)
-            self._last_obs = new_obs
+            rollout_buffer.add(
+                np.asarray(self._last_obs),
+                actions,
+                rewards,
+                np.asarray(self._last_episode_starts),
+                values,
+                log_probs,
+            )
+            self._last_obs = new_obs  # type: ignore[assignment]
             self._last_episode_starts = dones
 
         with th.no_grad():
-            last_tensor = obs_as_tensor(new_obs, self.device)
+            last_tensor = obs_as_tensor(np.asarray(new_obs), self.device)
             last_values = self.policy.predict_values(last_tensor)
-            last_cost_values = self.policy.predict_cost_values(last_tensor)
+            last_cost_values = self.policy.predict_cost_values(cast(th.Tensor, last_tensor))
         rollout_buffer.compute_returns_and_advantage(last_values=last_values, dones=dones)
         rollout_buffer.compute_cost_returns_and_advantage(last_cost_values, dones)
         callback.update_locals(locals())
@@ -242,7 +250,7 @@ class PPOLagrangian(PPO):
 
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
-        clip_range = self.clip_range(self._current_progress_remaining)
+        clip_range = self.clip_range(self._current_progress_remaining)  # type: ignore[operator]
         lambdas = th.as_tensor(self.lambdas, dtype=th.float32, device=self.device)
         scale = 1.0 / (1.0 + float(self.lambdas.sum()))
 
@@ -321,7 +329,7 @@ class PPOLagrangian(PPO):
             self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
 
-    def learn(  # type: ignore[override]
+    def learn(
         self: SelfPPOLagrangian,
         total_timesteps: int,
         callback: Any = None,

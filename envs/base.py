@@ -57,7 +57,7 @@ class EdgeGenEnv(gym.Env[np.ndarray, np.ndarray], Generic[ConfigT]):
         baseline_names: named heuristics of :meth:`baseline_action`.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}  # noqa: RUF012 (gymnasium's name)
     env_name: ClassVar[str]
     config_class: ClassVar[type]
     presets: ClassVar[dict[str, dict[str, Any]]]
@@ -100,7 +100,7 @@ class EdgeGenEnv(gym.Env[np.ndarray, np.ndarray], Generic[ConfigT]):
         self._last_info: dict[str, Any] = {}
 
     # -- spec: the horizon is the config's ----------------------------------------------------------
-    @property  # type: ignore[override]
+    @property
     def spec(self) -> EnvSpec | None:
         """The env's spec; ``max_episode_steps`` is the configured horizon."""
         return self._spec
@@ -181,7 +181,7 @@ class EdgeGenEnv(gym.Env[np.ndarray, np.ndarray], Generic[ConfigT]):
         raise NotImplementedError
 
     # -- rendering --------------------------------------------------------------------------------
-    def render(self) -> str | np.ndarray | None:  # type: ignore[override]
+    def render(self) -> str | np.ndarray | None:
         """Render the last step: "ansi" one line; "rgb_array" an image (costs against their limits)."""
         if self.render_mode is None:
             gym.logger.warn(

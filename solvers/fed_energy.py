@@ -268,7 +268,7 @@ def solve_round_cvxpy(problem: RoundProblem, solver: str = "CLARABEL") -> FedEne
         if prob.status == cp.OPTIMAL_INACCURATE:
             status = "optimal_inaccurate"
         share = share.copy()
-        share[idx] = np.clip(t.value, 0.0, 1.0)
+        share[idx] = np.clip(np.asarray(t.value), 0.0, 1.0)
     outcome = round_outcome(problem, share)
     return FedEnergyResult(
         upload_share=share,

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.optimize import linprog
 
 from envs.meg.channel import feature_noise_std, iid_frame_snr, rate_bps
@@ -81,7 +82,7 @@ def action_grid(config: MEGConfig, profile: QualityProfile) -> ActionGrid:
     )
 
 
-def frame_rewards(profile: QualityProfile, grid: ActionGrid, sigma: np.ndarray) -> np.ndarray:
+def frame_rewards(profile: QualityProfile, grid: ActionGrid, sigma: ArrayLike) -> np.ndarray:
     """Expected reward ``-E[ln MSE]`` of every action at each frame's link noise: sigma.shape + (A,)."""
     mean, _ = profile.ln_mse(grid.steps, grid.rho, np.asarray(sigma, dtype=np.float64)[..., None])
     return -mean

@@ -106,17 +106,17 @@ def least_latency_start(
     config: SFLAMConfig, gain: np.ndarray, fixed_s: np.ndarray, bits: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """``bits`` everywhere, full power, and the shares that give the least round latency T (returned last)."""
-    bits = np.full(gain.size, bits)
+    uniform = np.full(gain.size, bits)
     power = np.full(gain.size, config.max_power_w)
     lo, hi = float(np.max(fixed_s)), float(np.max(fixed_s)) + 1.0
-    while np.sum(_shares_for_deadline(config, gain, fixed_s, bits, power, hi)) > 1.0:
+    while np.sum(_shares_for_deadline(config, gain, fixed_s, uniform, power, hi)) > 1.0:
         lo, hi = hi, hi + 2.0 * (hi - float(np.max(fixed_s)))
     for _ in range(40):
         mid = 0.5 * (lo + hi)
-        fits = np.sum(_shares_for_deadline(config, gain, fixed_s, bits, power, mid)) <= 1.0
+        fits = np.sum(_shares_for_deadline(config, gain, fixed_s, uniform, power, mid)) <= 1.0
         lo, hi = (lo, mid) if fits else (mid, hi)
-    need = _shares_for_deadline(config, gain, fixed_s, bits, power, hi)
-    return bits, need / need.sum(), power, hi
+    need = _shares_for_deadline(config, gain, fixed_s, uniform, power, hi)
+    return uniform, need / need.sum(), power, hi
 
 
 def _upload_exponent(config: SFLAMConfig, bits: np.ndarray) -> np.ndarray:
@@ -273,7 +273,7 @@ def _power_bandwidth_step(config, gain, fixed_s, bits, share, power, max_iter: i
             break
         new_beta = np.clip(beta.value, _MIN_SHARE, 1.0)
         new_beta = new_beta / max(new_beta.sum(), 1.0)
-        new_t = np.maximum(t.value, _MIN_TIME)
+        new_t = np.maximum(np.asarray(t.value), _MIN_TIME)
         # The power that sends S_n in t_n on share beta_n (never above p_max up to solver tolerance).
         new_power = np.minimum(_upload_power_w(k, a, new_beta, new_t), p_max)
         value = float(

@@ -92,11 +92,11 @@ def shape_images(labels: np.ndarray, seed: int, size: int = 32) -> np.ndarray:
     angle = rng.uniform(0, np.pi, (n, 2))
     freq = rng.uniform(0.15, 0.6, (n, 2))
     phase = rng.uniform(0, 2 * np.pi, (n, 2))
-    wave = 0.0
+    wave: np.ndarray | float = 0.0
     for j in range(2):
         proj = np.cos(angle[:, j, None, None]) * xx + np.sin(angle[:, j, None, None]) * yy
         wave = wave + 0.5 * np.sin(freq[:, j, None, None] * proj + phase[:, j, None, None])
-    mix = 0.5 + 0.5 * wave  # in [0, 1]
+    mix = np.asarray(0.5 + 0.5 * wave)  # in [0, 1]
     c0 = rng.uniform(0.0, 0.45, (n, 3))
     c1 = rng.uniform(0.0, 0.45, (n, 3))
     background = c0[:, :, None, None] + (c1 - c0)[:, :, None, None] * mix[:, None]

@@ -24,7 +24,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
 from envs.backends.data import dirichlet_split, shape_images
-from envs.backends.frechet import frechet_distance, gaussian_statistics, load_classifier
+from envs.backends.frechet import ShapeClassifier, frechet_distance, gaussian_statistics, load_classifier
 from envs.quantization import RANGE_HEADER_BITS, check_bits, quantize_torch, variance_bound
 
 __all__ = ["FederatedDDPM", "FederatedDDPMConfig", "RoundReport", "build_unet"]
@@ -112,8 +112,8 @@ class FederatedDDPM:
         self.scheduler = DDPMScheduler(num_train_timesteps=cfg.train_timesteps)
         self.generator = torch.Generator().manual_seed(seed)
         self.rounds = 0
-        self._classifier = None
-        self._reference_stats = None
+        self._classifier: ShapeClassifier | None = None
+        self._reference_stats: tuple[np.ndarray, np.ndarray] | None = None
 
     def _loss(self, model: UNet2DModel, x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         noise = torch.randn(x0.shape, generator=generator)
@@ -188,11 +188,12 @@ class FederatedDDPM:
     @torch.no_grad()
     def frechet_distance(self, seed: int = 777) -> float:
         """Frechet distance of ``fd_samples`` seeded samples to the held-out images (classifier features)."""
-        if self._classifier is None:
+        if self._classifier is None or self._reference_stats is None:
             self._classifier = load_classifier()
             self._reference_stats = gaussian_statistics(
                 self._classifier.features(self.heldout).double().numpy()
             )
         samples = self.sample(self.config.fd_samples, seed)
         mu, cov = gaussian_statistics(self._classifier.features(samples).double().numpy())
-        return frechet_distance(mu, cov, *self._reference_stats)
+        ref_mu, ref_cov = self._reference_stats
+        return frechet_distance(mu, cov, ref_mu, ref_cov)

@@ -163,7 +163,8 @@ class FedDiffusionEnv(EdgeGenEnv[FedDiffusionConfig]):
         self._bits_scheme = np.full(k, 32 if cfg.quantization == "none" else cfg.fixed_bits, dtype=np.int64)
         self._progress = np.arange(cfg.num_rounds + 1) / cfg.num_rounds
         self._oracle_in_info = cfg.oracle_in_info
-        self._live = None
+        self._action_shape = (k,)
+        self._live: Any = None
         self._episode: RoundProblem | None = None
         self._oracle: list[OracleResult] | None = None
 
@@ -217,8 +218,8 @@ class FedDiffusionEnv(EdgeGenEnv[FedDiffusionConfig]):
             cycles=self._cycles_per_sample * samples,
             payload_bits=payload_bits(self._num_params, bits),
             gain=channel_gain(path_loss_db_macro(distance_m) + shadow_db, 0.0, fading),
-            bandwidth_hz=cfg.device_bandwidth_hz,
-            noise_power_w=self._noise_power_w,
+            bandwidth_hz=np.float64(cfg.device_bandwidth_hz),
+            noise_power_w=np.float64(self._noise_power_w),
             round_time_s=cfg.round_time_s,
             max_frequency_hz=cfg.max_frequency_hz,
             max_power_w=self._max_power_w,
@@ -344,7 +345,7 @@ class FedDiffusionEnv(EdgeGenEnv[FedDiffusionConfig]):
             applied = round_outcome(self._episode, 0.5 * (action.astype(np.float64) + 1.0))
             energy = applied.energy_j.sum(axis=-1)
             bound = np.minimum(sol.total_energy_j, energy)  # the exact optimum, up to the KKT tolerance
-            feasible = sol.feasible.all(axis=-1)
+            feasible = np.asarray(np.asarray(sol.feasible).all(axis=-1))
             per_round_s = sol.solve_time_s / self._horizon
             self._oracle = [
                 OracleResult(
@@ -354,18 +355,20 @@ class FedDiffusionEnv(EdgeGenEnv[FedDiffusionConfig]):
                     status="optimal" if feasible[r] and sol.converged else "infeasible",
                     iterations=sol.iterations,
                     solve_time_s=per_round_s,
-                    details={"devices_unable_to_meet_deadline": int((~sol.feasible[r]).sum())},
+                    details={
+                        "devices_unable_to_meet_deadline": int(np.count_nonzero(~np.asarray(sol.feasible)[r]))
+                    },
                 )
                 for r in range(self._horizon)
             ]
         return self._oracle
 
     def _baseline(self, name: str) -> np.ndarray:
-        return self.equal_split_action()
+        return self.equal_split_action()  # the only baseline
 
     def equal_split_action(self) -> np.ndarray:
         """Baseline: half of the budget to computation, half to upload, for every device."""
-        return np.zeros(self.action_space.shape, dtype=np.float32)
+        return np.zeros(self._action_shape, dtype=np.float32)
 
     def round_problem(self) -> RoundProblem:
         """The physical data of the current round (for solvers and analysis)."""

@@ -70,7 +70,7 @@ def merged_token_count(rho: ArrayLike, n_tokens: int) -> np.ndarray | int:
     """
     rho_arr = np.asarray(rho, dtype=np.float64)
     if np.any(~np.isfinite(rho_arr)) or np.any(rho_arr < 0) or np.any(rho_arr > 1):
-        raise ValueError(f"rho must lie in [0, 1], got {rho}")
+        raise ValueError(f"rho must lie in [0, 1], got {rho!r}")
     if n_tokens < 4 or n_tokens % 4:
         raise ValueError(f"n_tokens must be a positive multiple of 4, got {n_tokens}")
     r = np.asarray(unchecked_merged_tokens(rho_arr, n_tokens)).astype(np.int64)
@@ -88,7 +88,7 @@ def latent_bits(
     n_tokens = height * width // 4
     r = np.asarray(n_merged, dtype=np.float64)
     if np.any(r < 0) or np.any(r > 3 * n_tokens // 4):
-        raise ValueError(f"n_merged must lie in [0, {3 * n_tokens // 4}], got {n_merged}")
+        raise ValueError(f"n_merged must lie in [0, {3 * n_tokens // 4}], got {n_merged!r}")
     return unchecked_latent_bits(r, channels, n_tokens, bits_per_value)
 
 
@@ -105,7 +105,7 @@ def transmission_latency_s(bits: ArrayLike, rate_bps: ArrayLike, n_images: int =
     """Seconds to send ``n_images`` payloads of ``bits`` each at ``rate_bps``."""
     rate = np.asarray(rate_bps, dtype=np.float64)
     if np.any(~(rate > 0)):
-        raise ValueError(f"rate_bps must be > 0, got {rate_bps}")
+        raise ValueError(f"rate_bps must be > 0, got {rate_bps!r}")
     return n_images * np.asarray(bits, dtype=np.float64) / rate
 
 

@@ -176,7 +176,7 @@ class MEGEnv(EdgeGenEnv[MEGConfig]):
         if cfg.feature_noise == "fixed":
             mean, std = self.profile.table_at_sigma(cfg.feature_noise_std)
             self._fixed_table = (mean.tolist(), std.tolist())
-        self._backbone = None
+        self._backbone: Any = None
         self._live = cfg.backend == "live"
         self._image_rgb: np.ndarray | None = None
 
@@ -315,7 +315,7 @@ class MEGEnv(EdgeGenEnv[MEGConfig]):
         t = self._check_in_episode()
         start = time.perf_counter()
         solved = self.solved_oracle()
-        rewards = frame_rewards(self.profile, solved.grid, np.float64(self._sigma_list[t]))
+        rewards = frame_rewards(self.profile, solved.grid, np.asarray(self._sigma_list[t]))
         idx = int(solved.choose(self._rate[t : t + 1], rewards, self._mix_draw[t])[0])
         action = self.physical_to_action(int(solved.grid.steps[idx]), float(solved.grid.rho[idx]))
         objective = -solved.expected_reward

@@ -72,7 +72,7 @@ class QualityProfile:
         """Row of each ``N`` in the grid (ValueError outside it)."""
         n = np.asarray(steps)
         if np.any(n < self.steps[0]) or np.any(n > self.steps[-1]):
-            raise ValueError(f"steps must lie in [{self.steps[0]}, {self.steps[-1]}], got {steps}")
+            raise ValueError(f"steps must lie in [{self.steps[0]}, {self.steps[-1]}], got {steps!r}")
         return (n - self.steps[0]).astype(np.int64)
 
     def table_at_sigma(self, sigma: ArrayLike) -> tuple[np.ndarray, np.ndarray]:

@@ -19,9 +19,9 @@ from envs.wireless import channel_gain, path_loss_db_macro
 from solvers.sflam_bcd import solve_sflam_bcd
 
 try:  # the clip ufunc itself: one C call, where np.clip's Python wrapper costs ~1 us on 30 values
-    from numpy._core.umath import clip as _clip
+    from numpy._core.umath import clip as _clip  # type: ignore[attr-defined]
 except ImportError:  # numpy < 2
-    from numpy.core.umath import clip as _clip
+    from numpy.core.umath import clip as _clip  # type: ignore[no-redef,unused-ignore]
 
 __all__ = ["SFLAMEnv"]
 

@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
         "seconds": round(time.perf_counter() - start, 1),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.out, metadata=np.asarray(json.dumps(metadata)), **profile)
+    np.savez_compressed(args.out, metadata=np.asarray(json.dumps(metadata)), **profile)  # type: ignore[arg-type]
     args.figure.parent.mkdir(parents=True, exist_ok=True)
     plot_profile(profile, args.figure)
     print(f"wrote {args.out} and {args.figure} in {metadata['seconds']} s")

@@ -22,6 +22,7 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,7 +50,7 @@ def _cosine_lr(
         group["lr"] = lr
 
 
-def train_vae(images: torch.Tensor, iters: int, batch: int, log: dict) -> torch.nn.Module:
+def train_vae(images: torch.Tensor, iters: int, batch: int, log: dict) -> Any:
     """Stage 1: the autoencoder, reconstruction MSE plus a tiny KL term."""
     vae = build_vae()
     opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
@@ -73,7 +74,7 @@ def train_vae(images: torch.Tensor, iters: int, batch: int, log: dict) -> torch.
 
 
 @torch.no_grad()
-def encode_latents(vae: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+def encode_latents(vae: Any, images: torch.Tensor) -> torch.Tensor:
     """Posterior means of the images (unscaled latents)."""
     return torch.cat([vae.encode(x).latent_dist.mean for x in images.split(256)])
 
