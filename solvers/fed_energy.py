@@ -1,4 +1,4 @@
-"""Exact per-round energy minimisation of FedDiffusion-v0 (KKT + bisection), and a cvxpy reference.
+"""Exact per-round energy minimisation of FedDiffusion-v0 (KKT + Newton root search), and a cvxpy reference.
 
 Problem, per device k (devices decouple: each has its own bandwidth and the same deadline T)::
 
@@ -74,7 +74,7 @@ class FedEnergyResult:
         multiplier: KKT multiplier ``lambda`` of the deadline (J/s); NaN for infeasible devices.
         feasible: devices that can meet the deadline; the others run at ``f_max`` and ``p_max``.
         converged: every feasible device met the stopping rule.
-        iterations: iterations of the bisection (0 for the cvxpy reference).
+        iterations: Newton iterations of the root search (0 for the cvxpy reference).
         status: ``"optimal"``, ``"partially infeasible"`` or ``"not converged"`` (cvxpy: its status).
         max_violation: largest ``(tau + t - T) / T`` over feasible devices.
         solve_time_s: wall time of the solve.
@@ -124,7 +124,12 @@ def upload_time_at_multiplier(problem: RoundProblem, multiplier: np.ndarray) -> 
 
 
 def solve_round_energy(problem: RoundProblem) -> FedEnergyResult:
-    """Minimum-energy allocation of one round (or a batch of rounds) by KKT + a bracketed root search.
+    """Minimum-energy allocation of one round (or a batch of rounds) by KKT + a bracketed Newton search.
+
+    Exact: the problem is convex and separable per device, and the KKT conditions (stationarity in
+    the compute and upload times, the binding deadline, the caps) are necessary and sufficient; the
+    root search stops at ``|ln(tau* / (T - t*))| <= PSI_TOL`` and the allocation meets the deadline
+    exactly, so the energy is optimal up to a second-order error in that tolerance.
 
     Args:
         problem: the round data; arrays broadcasting to the shape of ``problem.gain``, ``(..., K)``.

@@ -8,11 +8,17 @@ per frame: for multipliers ``lambda = (lambda_L, lambda_E) >= 0`` each frame tak
 
 over the grid of ``N`` in [N_min, N_max] and the profile's merge ratios. (Between two profile merge
 ratios the reward is linear and the bits are affine in ``rho``, so a grid point is always optimal.)
-``lambda`` is found on sampled frames by nested bisection on the two average costs (latency inside,
-energy outside; each average cost falls as its own multiplier rises). Where the sampled frames leave
-a gap at a binding constraint, the policy time-shares: it follows one of the (up to four) multiplier
-pairs at the ends of the final brackets at random, with probabilities from a four-variable LP that
-meets both limits with the most reward.
+``lambda`` minimises the convex dual on sampled frames: for each energy multiplier a bisection on the
+latency subgradient finds the best latency multiplier (the average latency falls as its multiplier
+rises), and a golden-section search on the dual's value finds the energy multiplier (bisection on the
+energy subgradient is not enough where many frames tie). Where the sampled frames leave a gap at a
+binding constraint, the policy time-shares: the pure argmax policies around the optimal multipliers
+(the two ends of the latency bracket and 48 probes on a small circle around the optimum) are mixed
+with probabilities from a small LP that meets both limits with the most reward.
+
+Certificate: the dual function at the returned multipliers (``MEGOracle.dual_value``) bounds the
+expected reward of every stationary policy that meets the limits on the sampled frames (weak
+duality); with time-sharing, the primal value reaches it up to round-off (LP duality over the grid).
 """
 
 from __future__ import annotations

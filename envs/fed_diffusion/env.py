@@ -94,19 +94,24 @@ class FedDiffusionEnv(EdgeGenEnv[FedDiffusionConfig]):
     ## Episode End
 
     1. Termination: never.
-    2. Truncation: after ``num_rounds`` rounds (50); the env truncates itself, and the registered
-       ``max_episode_steps`` is 50 (pass ``max_episode_steps`` to ``gymnasium.make`` with ``num_rounds``).
+    2. Truncation: after ``num_rounds`` rounds (50); the env truncates itself and
+       ``env.spec.max_episode_steps`` reports the configured value.
 
     ## Oracle
 
-    ``oracle_action()`` returns the exact minimum-energy allocation of the current round
-    (``solvers.fed_energy.solve_round_energy``: KKT, Lambert W, bisection on the deadline multiplier).
+    ``oracle()`` returns the exact minimum-energy allocation of the current round as an
+    ``OracleResult`` (``solvers.fed_energy.solve_round_energy``: KKT, Lambert W, a Newton search for the
+    deadline multiplier): ``objective`` is the round energy in J of its float32 action (rounded inward so
+    that no device that can meet the deadline is late), ``lower_bound`` the exact optimum, ``status``
+    "optimal", or "infeasible" when some device cannot meet the deadline even at ``f_max`` and
+    ``p_max`` (it then runs flat out). ``oracle_action()`` is its action.
 
     ## Arguments
 
     | Parameter | Type | Default | Description |
     |-----------|------|---------|-------------|
     | preset | str | "default" | "default", "static" (path loss only) or "large" (K = 50) |
+    | config | FedDiffusionConfig | None | a ready config instead of preset + overrides |
     | render_mode | str or None | None | "ansi" or "rgb_array" |
     | backend | str | "model" | "live" also trains a small federated DDPM for real, one round per step |
     | **overrides | | | any field of ``FedDiffusionConfig`` (e.g. ``num_devices=20``) |

@@ -102,19 +102,22 @@ class MEGEnv(EdgeGenEnv[MEGConfig]):
     ## Episode End
 
     1. Termination: never.
-    2. Truncation: after ``horizon`` frames (64); the registered ``max_episode_steps`` is 64.
+    2. Truncation: after ``horizon`` frames (64); ``env.spec.max_episode_steps`` reports the configured
+       value.
 
     ## Oracle
 
-    ``oracle_action()`` is the action of the best stationary policy (``solvers.meg_oracle``: dual
-    decomposition over the (N, rho) grid with time-sharing) in this frame. ``best_fixed_action()`` and
-    ``random`` are the baselines.
+    ``oracle()`` gives the action of the best stationary policy (``solvers.meg_oracle``: dual
+    decomposition over the (N, rho) grid with time-sharing) in this frame; its ``objective`` is the
+    policy's expected ln MSE per frame and ``lower_bound`` the Lagrange dual bound. The policy meets
+    the limits on average, not in every frame. ``best_fixed_action()`` and ``random`` are the baselines.
 
     ## Arguments
 
     | Parameter | Type | Default | Description |
     |-----------|------|---------|-------------|
     | preset | str | "paper" | "paper" (path loss only) or "fading" (Rayleigh + Gauss-Markov) |
+    | config | MEGConfig | None | a ready config instead of preset + overrides |
     | render_mode | str or None | None | "ansi" or "rgb_array" (the decoded image when live) |
     | **overrides | | | any field of ``MEGConfig`` (e.g. ``backend="live"``, ``latency_s_limit=3``) |
 

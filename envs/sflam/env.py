@@ -66,7 +66,8 @@ class SFLAMEnv(EdgeGenEnv[SFLAMConfig]):
     ## Rewards
 
     ``-(w_T T + w_E E + w_Q Q)``: round latency T (s), the selected devices' compute + upload energy E
-    (J), the mean per-value quantization variance bound Q; weights 1 / s, 0.5 / J, 50.
+    (J), the mean per-value quantization variance bound Q; weights 0.2 / s, 0.5 / J, 50. ``info["objective"]``
+    holds ``w_T T + w_E E + w_Q Q``.
 
     ## Costs
 
@@ -87,13 +88,26 @@ class SFLAMEnv(EdgeGenEnv[SFLAMConfig]):
 
     ## Episode End
 
-    Truncation after ``num_rounds`` (20) rounds; never terminates.
+    Truncation after ``num_rounds`` (20) rounds, reported by ``env.spec.max_episode_steps``; never
+    terminates.
 
     ## Oracle
 
-    ``oracle_action()``: block coordinate descent (``solvers.sflam_bcd``) over bits, power and bandwidth
-    with the env's block matching. ``baseline_action(name)``: "full_precision" (32 bits, equal shares,
-    full power), "fixed_8bit" (8 bits, equal shares, full power).
+    ``oracle()``: block coordinate descent (``solvers.sflam_bcd``) over bits, power and bandwidth with the
+    env's block matching, against ``T_max`` tightened by 1e-6 so that the float32 action stays within
+    it; ``objective`` is the round objective of the action, ``lower_bound`` is ``-inf`` (BCD has no
+    certificate), ``status`` "feasible", or "infeasible" when the round latency is over ``T_max``.
+    ``baseline_action(name)``: "full_precision" (32 bits, equal shares, full power), "fixed_8bit" (8 bits,
+    equal shares, full power).
+
+    ## Arguments
+
+    | Parameter | Type | Default | Description |
+    |-----------|------|---------|-------------|
+    | preset | str | "default" | "default" (N = 50, M = 10) or "small" (N = 10, M = 3) |
+    | render_mode | str or None | None | "ansi" or "rgb_array" |
+    | config | SFLAMConfig | None | a ready config instead of preset + overrides |
+    | **overrides | | | any field of ``SFLAMConfig`` (e.g. ``round_latency_s_limit=3.0``) |
 
     >>> import gymnasium as gym, envs
     >>> env = gym.make("edgegen/SFLAM-v0")
