@@ -75,8 +75,10 @@ def build_config(
     known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(overrides) - known)
     if unknown:
+        # Python's own wording for the first one: tools match it (TorchRL's GymEnv probes with frameskip=).
         raise TypeError(
-            f"{env_name} got unexpected keyword argument(s): unknown {cls.__name__} field(s) {unknown}; "
-            f"the keywords are preset, render_mode, config and the fields {sorted(known)}"
+            f"{env_name} got an unexpected keyword argument {unknown[0]!r} (unknown {cls.__name__} "
+            f"field(s) {unknown}); the keywords are preset, render_mode, config and the fields "
+            f"{sorted(known)}"
         )
     return cls(**{**presets[preset], **overrides})
