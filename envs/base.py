@@ -70,6 +70,8 @@ class EdgeGenEnv(gym.Env[np.ndarray, np.ndarray], Generic[ConfigT]):
     baseline_names: ClassVar[tuple[str, ...]] = ()
 
     _spec: EnvSpec | None = None
+    _action_shape: tuple[int, ...]
+    """The action's shape; the env sets it with its action space (read on every step)."""
 
     def __init__(
         self,
@@ -133,18 +135,19 @@ class EdgeGenEnv(gym.Env[np.ndarray, np.ndarray], Generic[ConfigT]):
 
     # -- actions ----------------------------------------------------------------------------------
     def _check_action(self, action: Any) -> tuple[np.ndarray, bool]:
-        """``action`` as a float64 array clipped to [-1, 1], and whether it was clipped.
+        """``action`` as an array within [-1, 1] (clipped if it was not), and whether it was clipped.
 
-        ValueError for a wrong shape or NaN/inf entries (named). Fast path: one reduction.
+        ValueError for a wrong shape or NaN/inf entries (named). Fast path: one reduction, no copy;
+        an in-range action keeps its dtype (float32 or float64), so the env computes with float64
+        constants (numpy scalars or arrays), which upcast it exactly.
         """
-        a = np.asarray(action, dtype=np.float64)  # no copy when it is float64 already
-        shape = self.action_space.shape
-        if a.shape != shape:
-            raise ValueError(f"{self.env_name} action must have shape {shape}, got {a.shape}")
-        if _max_reduce(np.abs(a), axis=None) <= 1.0:  # in range, so finite (NaN fails the test)
+        a = action if type(action) is np.ndarray else np.asarray(action, dtype=np.float64)
+        if a.shape != self._action_shape:
+            raise ValueError(f"{self.env_name} action must have shape {self._action_shape}, got {a.shape}")
+        if _max_reduce(np.abs(a).reshape(-1)) <= 1.0:  # in range, so finite (NaN fails the test)
             return a, False
         self._raise_if_not_finite(a)
-        return np.clip(a, -1.0, 1.0), True
+        return np.clip(a, -1.0, 1.0, dtype=np.float64), True
 
     def _raise_if_not_finite(self, a: np.ndarray) -> None:
         bad = np.flatnonzero(~np.isfinite(a))

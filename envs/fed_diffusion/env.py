@@ -156,7 +156,7 @@ class FedDiffusionEnv(EdgeGenEnv[FedDiffusionConfig]):
         self.observation_space = spaces.Box(np.zeros_like(high), high, dtype=np.float32)
         # Scalars of the hot path, read once (config properties convert units on every access).
         self._budget_s, self._max_power_w = cfg.round_time_s, cfg.max_power_w
-        self._half_budget_s = 0.5 * cfg.round_time_s
+        self._half_budget_s = np.float64(0.5 * cfg.round_time_s)  # numpy: upcasts a float32 action
         self._energy_scale_j = cfg.energy_scale_j
         self._inv_miss_limit = 1.0 / cfg.deadline_miss_fraction_limit
         self._cycles_per_sample = cfg.local_iterations * cfg.cycles_per_sample
@@ -188,8 +188,6 @@ class FedDiffusionEnv(EdgeGenEnv[FedDiffusionConfig]):
             "late": np.zeros(k, dtype=bool),
             "upload_bits": np.zeros(k, dtype=np.int64),
             "demanded_bits": np.zeros(k, dtype=np.int64),
-            "samples": np.zeros(k, dtype=np.int64),
-            "distance_m": zeros.copy(),
         }
         if self._oracle_in_info:
             info["oracle_energy_j"] = np.float64(np.nan)
@@ -259,12 +257,7 @@ class FedDiffusionEnv(EdgeGenEnv[FedDiffusionConfig]):
 
             self._live = FederatedDDPM(FederatedDDPMConfig(num_devices=k), seed=int(rng.integers(2**31 - 1)))
         self._samples, self._distance_m = samples, distance_m
-        info = self._reset_info(
-            upload_bits=bits.copy(),
-            demanded_bits=demanded.copy(),
-            samples=samples.copy(),
-            distance_m=distance_m.copy(),
-        )
+        info = self._reset_info(upload_bits=bits.copy(), demanded_bits=demanded.copy())
         return self._obs[0].copy(), info
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -292,7 +285,7 @@ class FedDiffusionEnv(EdgeGenEnv[FedDiffusionConfig]):
         info = {
             "costs": np.array([miss]),
             "cost": miss * self._inv_miss_limit,
-            "action_clipped": np.bool_(clipped),
+            "action_clipped": np.True_ if clipped else np.False_,
             "energy_j": total,
             "device_energy_j": energy,
             "compute_energy_j": out.compute_energy_j,
@@ -304,8 +297,6 @@ class FedDiffusionEnv(EdgeGenEnv[FedDiffusionConfig]):
             "late": out.late,
             "upload_bits": self._bits.copy(),
             "demanded_bits": self._demanded.copy(),
-            "samples": self._samples.copy(),
-            "distance_m": self._distance_m.copy(),
         }
         if self._oracle_in_info:
             info["oracle_energy_j"] = np.float64(self._solve_oracle()[r].objective)
@@ -374,6 +365,15 @@ class FedDiffusionEnv(EdgeGenEnv[FedDiffusionConfig]):
     def equal_split_action(self) -> np.ndarray:
         """Baseline: half of the budget to computation, half to upload, for every device."""
         return np.zeros(self._action_shape, dtype=np.float32)
+
+    def episode_constants(self) -> dict[str, np.ndarray]:
+        """The episode's per-device draws: ``samples`` (D_k), ``distance_m``, ``demanded_bits``."""
+        self._check_in_episode()
+        return {
+            "samples": self._samples.copy(),
+            "distance_m": self._distance_m.copy(),
+            "demanded_bits": self._demanded.copy(),
+        }
 
     def round_problem(self) -> RoundProblem:
         """The physical data of the current round (for solvers and analysis)."""

@@ -29,7 +29,7 @@ __all__ = ["MEGEnv"]
 
 _OBS_CLIP = 10.0
 _LIVE_IMAGE_SCALE = 4  # the 32^2 backbone image is shown at 128^2
-_f64, _i64, _bool = np.float64, np.int64, np.bool_
+_f64, _i64, _TRUE, _FALSE = np.float64, np.int64, np.True_, np.False_
 
 
 @cache
@@ -160,6 +160,7 @@ class MEGEnv(EdgeGenEnv[MEGConfig]):
         self.profile.step_index([cfg.min_steps, cfg.max_steps])  # the profile must cover the steps
         self.action_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
         self.observation_space = spaces.Box(-_OBS_CLIP, _OBS_CLIP, shape=(3,), dtype=np.float32)
+        self._action_shape = (2,)
 
         # Per-N compute parts of the cost model as Python floats (indexing lists beats numpy for
         # scalars); the step combines them with the payload through the cost model's payload_costs.
@@ -269,7 +270,7 @@ class MEGEnv(EdgeGenEnv[MEGConfig]):
         info = {
             "costs": np.array((latency, energy)),
             "cost": _f64(ratio_l if ratio_l > ratio_e else ratio_e),
-            "action_clipped": _bool(clipped),
+            "action_clipped": _TRUE if clipped else _FALSE,
             "steps": _i64(steps),
             "merge_ratio": _f64(rho),
             "merged_tokens": _i64(merged),

@@ -29,7 +29,7 @@ _MIN_POWER_SHARE = 1e-3
 _MIN_WEIGHT = 1e-9  # a zero weight would starve the device (it never finishes) and divide by zero
 _OBS_CLIP = 10.0
 _EPISODES_PER_DRAW = 16
-_f64, _bool = np.float64, np.bool_
+_f64, _TRUE, _FALSE = np.float64, np.True_, np.False_
 _ORACLE_LIMIT_MARGIN = 1e-6
 
 
@@ -151,6 +151,8 @@ class SFLAMEnv(EdgeGenEnv[SFLAMConfig]):
         self._action_scale = np.tile([n_bits / 2.0, 0.5, p_max / 2.0], m)
         self._action_low = np.tile([0.0, _MIN_WEIGHT, _MIN_POWER_SHARE * p_max], m)
         self._action_high = np.tile([n_bits - 1e-9, 1.0, p_max], m)
+        self._action_top = 2.0 * self._action_scale  # where a = 1 lands
+        self._ones_flat = np.ones(3 * m)
         self._tables = RoundTables.from_config(cfg)
         self._inv_limit = 1.0 / cfg.round_latency_s_limit
         self._progress = np.arange(cfg.num_rounds + 1) / cfg.num_rounds
@@ -263,9 +265,18 @@ class SFLAMEnv(EdgeGenEnv[SFLAMConfig]):
 
     def _decode_checked(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
         """(bit index, share, power W, clipped) of an action; ValueError on NaN/inf or a wrong shape."""
-        a, clipped = self._check_action(action)
+        a = action if type(action) is np.ndarray else np.asarray(action, dtype=np.float64)
+        if a.shape != self._action_shape:
+            raise ValueError(f"SFLAM-v0 action must have shape {self._action_shape}, got {a.shape}")
         u = a * self._action_scale
-        u += self._action_scale  # (a + 1) x scale; the clip also clips a to [-1, 1]
+        u += self._action_scale  # (a + 1) x scale
+        # Clip to the image of [-1, 1] and compare sums: cheaper than a max-reduction, and a NaN or
+        # inf entry makes the sums differ too. Then the floors of the decisions' ranges.
+        before = u.dot(self._ones_flat)
+        _clip(u, 0.0, self._action_top, out=u)
+        clipped = not u.dot(self._ones_flat) == before
+        if clipped:
+            self._raise_if_not_finite(a)
         _clip(u, self._action_low, self._action_high, out=u)
         weight = u[1::3]
         share = weight * (1.0 / weight.dot(self._ones))  # weights >= 1e-9: the sum is > 0
@@ -296,13 +307,14 @@ class SFLAMEnv(EdgeGenEnv[SFLAMConfig]):
             self._tables, self._gain_over_noise[r], self._fixed_s[r], index, share, power
         )
         self._t = r + 1
+        costs = np.array((latency,))
         info = {
-            "costs": np.array([latency]),
-            "cost": _f64(latency * self._inv_limit),
-            "action_clipped": _bool(clipped),
-            "objective": _f64(objective),
+            "costs": costs,
+            "cost": costs[0] * self._inv_limit,
+            "action_clipped": _TRUE if clipped else _FALSE,
+            "objective": objective,
             "latency_s": latency_s,
-            "energy_j": _f64(energy),
+            "energy_j": energy,
             "quantization": _f64(quant),
             "bits": self._bits_choices[index],
             "share": share,
@@ -315,7 +327,7 @@ class SFLAMEnv(EdgeGenEnv[SFLAMConfig]):
             info["live_train_loss"] = _f64(report.train_loss.mean())
             info["live_accuracy"] = _f64(self._live.accuracy())
         self._last_info = info
-        return self._obs[r + 1], -objective, False, r + 1 >= self._horizon, info
+        return self._obs[r + 1], -float(objective), False, r + 1 >= self._horizon, info
 
     def oracle(self) -> OracleResult:
         """BCD's decisions for the current round (with the env's block matching).

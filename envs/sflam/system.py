@@ -170,10 +170,11 @@ def round_outcome_indexed(
     bits_index: np.ndarray,
     share: np.ndarray,
     power_w: np.ndarray,
-) -> tuple[np.ndarray, float, float, float, float]:
+) -> tuple[np.ndarray, float, np.float64, float, np.float64]:
     """One round of M devices: (latency per device, round latency, energy, quantization, objective).
 
-    Written for the env's step: one pass, in-place where it can, on M values.
+    Written for the env's step: one pass, in-place where it can, on M values. Energy and objective
+    come out as numpy scalars (the dot product's type), the others as Python floats.
     """
     rate = power_w * gain_over_noise
     rate /= share
@@ -184,7 +185,7 @@ def round_outcome_indexed(
     latency = upload + fixed_s
     m = latency.size
     round_latency = max(latency.tolist())  # builtins on M floats beat a ufunc reduction's overhead
-    energy = tables.compute_energy_j * m + float(power_w.dot(upload))
+    energy = tables.compute_energy_j * m + power_w.dot(upload)  # a numpy scalar, as the env's info wants
     quant = sum(tables.quantization[bits_index].tolist()) / m
     objective = (
         tables.latency_weight * round_latency
