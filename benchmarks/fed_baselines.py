@@ -28,9 +28,13 @@ def scheme_energies(episodes: int) -> dict[str, tuple[float, float, float]]:
     sizes: dict[str, list[float]] = {n: [] for n in names}
     late: dict[str, list[float]] = {n: [] for n in names}
     for seed in range(episodes):
-        _, info = env.reset(seed=seed)
+        env.reset(seed=seed)
         problem = env.unwrapped._episode
-        for name, bits in (("none (32-bit)", 32), ("fixed 8-bit", 8), ("on-demand", info["demanded_bits"])):
+        for name, bits in (
+            ("none (32-bit)", 32),
+            ("fixed 8-bit", 8),
+            ("on-demand", env.unwrapped.episode_constants()["demanded_bits"]),
+        ):
             size = payload_bits(d, bits)
             result = solve_round_energy(with_payload(problem, size))
             totals[name].append(float(result.total_energy_j.mean()))

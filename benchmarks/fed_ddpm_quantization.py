@@ -32,8 +32,8 @@ SCHEMES = ("none (32-bit)", "fixed 8-bit", "on-demand")
 
 def run_seed(seed: int, rounds: int) -> dict[str, dict[str, float]]:
     env = gym.make("edgegen/FedDiffusion-v0")
-    _, info = env.reset(seed=seed)
-    demanded = info["demanded_bits"]
+    env.reset(seed=seed)
+    demanded = env.unwrapped.episode_constants()["demanded_bits"]
     problem = env.unwrapped._episode
     out = {}
     for scheme in SCHEMES:

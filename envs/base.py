@@ -144,7 +144,7 @@ class EdgeGenEnv(gym.Env[np.ndarray, np.ndarray], Generic[ConfigT]):
         a = action if type(action) is np.ndarray else np.asarray(action, dtype=np.float64)
         if a.shape != self._action_shape:
             raise ValueError(f"{self.env_name} action must have shape {self._action_shape}, got {a.shape}")
-        if _max_reduce(np.abs(a).reshape(-1)) <= 1.0:  # in range, so finite (NaN fails the test)
+        if _max_reduce(np.abs(a), axis=None) <= 1.0:  # in range, so finite (NaN fails the test)
             return a, False
         self._raise_if_not_finite(a)
         return np.clip(a, -1.0, 1.0, dtype=np.float64), True

@@ -187,7 +187,6 @@ class FedDiffusionEnv(EdgeGenEnv[FedDiffusionConfig]):
             "power_w": zeros.copy(),
             "late": np.zeros(k, dtype=bool),
             "upload_bits": np.zeros(k, dtype=np.int64),
-            "demanded_bits": np.zeros(k, dtype=np.int64),
         }
         if self._oracle_in_info:
             info["oracle_energy_j"] = np.float64(np.nan)
@@ -257,7 +256,7 @@ class FedDiffusionEnv(EdgeGenEnv[FedDiffusionConfig]):
 
             self._live = FederatedDDPM(FederatedDDPMConfig(num_devices=k), seed=int(rng.integers(2**31 - 1)))
         self._samples, self._distance_m = samples, distance_m
-        info = self._reset_info(upload_bits=bits.copy(), demanded_bits=demanded.copy())
+        info = self._reset_info(upload_bits=bits.copy())
         return self._obs[0].copy(), info
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -296,7 +295,6 @@ class FedDiffusionEnv(EdgeGenEnv[FedDiffusionConfig]):
             "power_w": out.power_w,
             "late": out.late,
             "upload_bits": self._bits.copy(),
-            "demanded_bits": self._demanded.copy(),
         }
         if self._oracle_in_info:
             info["oracle_energy_j"] = np.float64(self._solve_oracle()[r].objective)
