@@ -20,6 +20,7 @@ __all__ = ["CostSpec", "EdgeGenEnv", "OracleResult"]
 register(
     id="edgegen/FedDiffusion-v0",
     entry_point="envs.fed_diffusion.env:FedDiffusionEnv",
+    vector_entry_point="envs.fed_diffusion.vector:FedDiffusionVectorEnv",
 )
 
 register(

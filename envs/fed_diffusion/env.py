@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -15,7 +16,13 @@ from envs.quantization import payload_bits
 from envs.wireless import channel_gain, path_loss_db_macro, rayleigh_power_gain, shadowing_db
 from solvers.fed_energy import solve_round_energy
 
-__all__ = ["FedDiffusionEnv", "feasible_float32_action"]
+__all__ = [
+    "Episode",
+    "EpisodeBuilder",
+    "FedDiffusionEnv",
+    "draw_episode",
+    "feasible_float32_action",
+]
 
 _OBS_CLIP = 10.0
 # Bound ufunc reductions: a few microseconds cheaper per step than the ndarray methods.
@@ -159,14 +166,7 @@ class FedDiffusionEnv(EdgeGenEnv[FedDiffusionConfig]):
         self._half_budget_s = np.float64(0.5 * cfg.round_time_s)  # numpy: upcasts a float32 action
         self._energy_scale_j = cfg.energy_scale_j
         self._inv_miss_limit = 1.0 / cfg.deadline_miss_fraction_limit
-        self._cycles_per_sample = cfg.local_iterations * cfg.cycles_per_sample
-        self._num_params = float(cfg.num_params)
-        self._noise_power_w = cfg.noise_power_w
-        self._bits_choices = np.asarray(cfg.demanded_bits_choices, dtype=np.int64)
-        self._num_sample_sizes = cfg.max_samples - cfg.min_samples + 1
-        self._bits_fixed_demand = np.asarray(cfg.demanded_bits or (), dtype=np.int64)
-        self._bits_scheme = np.full(k, 32 if cfg.quantization == "none" else cfg.fixed_bits, dtype=np.int64)
-        self._progress = np.arange(cfg.num_rounds + 1) / cfg.num_rounds
+        self.builder = EpisodeBuilder(cfg)
         self._oracle_in_info = cfg.oracle_in_info
         self._action_shape = (k,)
         self._live: Any = None
@@ -204,59 +204,25 @@ class FedDiffusionEnv(EdgeGenEnv[FedDiffusionConfig]):
         if options:
             raise ValueError(f"FedDiffusion-v0 reset takes no options, got {sorted(options)}")
         cfg, rng = self.config, self.np_random
-        k, rounds = cfg.num_devices, cfg.num_rounds
-        distance_m = rng.uniform(cfg.min_distance_m, cfg.max_distance_m, size=k)
-        shadow_db = shadowing_db(rng, cfg.shadowing_std_db, k)
-        # Uniform integer draws by flooring one block of uniforms (cheaper than rng.integers).
-        uniforms = rng.random((2, k))
-        samples = cfg.min_samples + (uniforms[0] * self._num_sample_sizes).astype(np.int64)
-        if cfg.demanded_bits is not None:
-            demanded = self._bits_fixed_demand
-        else:
-            demanded = self._bits_choices[(uniforms[1] * self._bits_choices.size).astype(np.int64)]
-        bits = demanded if cfg.quantization == "on_demand" else self._bits_scheme
-        fading = rayleigh_power_gain(rng, (rounds, k)) if cfg.rayleigh_fading else np.ones((rounds, k))
-        episode = RoundProblem(
-            cycles=self._cycles_per_sample * samples,
-            payload_bits=payload_bits(self._num_params, bits),
-            gain=channel_gain(path_loss_db_macro(distance_m) + shadow_db, 0.0, fading),
-            bandwidth_hz=np.float64(cfg.device_bandwidth_hz),
-            noise_power_w=np.float64(self._noise_power_w),
-            round_time_s=cfg.round_time_s,
-            max_frequency_hz=cfg.max_frequency_hz,
-            max_power_w=self._max_power_w,
-            kappa=cfg.kappa,
-        )
-        self._episode = episode
+        episode = self.builder.build(**draw_episode(cfg, rng))
+        self._episode = episode.problem
         self._oracle = None
         if cfg.oracle_in_info:
             self._solve_oracle()
-        self._bits, self._demanded = bits, demanded
+        self._bits, self._demanded = episode.bits, episode.demanded_bits
         # Per-device constants (K,) and per-round arrays (R, K) that the step reads.
-        self._cycles, self._tau_min, self._upload_scale_s = (
-            episode.cycles,
-            episode.min_compute_time_s,
-            episode.upload_scale_s,
-        )
-        self._kappa_cycles = cfg.kappa * episode.cycles
+        self._cycles, self._kappa_cycles = episode.cycles, episode.kappa_cycles
+        self._tau_min, self._upload_scale_s = episode.min_compute_time_s, episode.upload_scale_s
         self._t_min, self._noise_over_gain_w = episode.min_upload_time_s, episode.noise_over_gain_w
-        inv_budget = 1.0 / cfg.round_time_s
-        obs = np.empty((rounds + 1, k, 3), dtype=np.float32)
-        obs[:rounds, :, 0] = episode.min_compute_time_s * inv_budget
-        obs[:rounds, :, 1] = episode.min_upload_time_s * inv_budget
-        obs[:rounds, :, 2] = episode.upload_scale_s * inv_budget
-        obs[rounds] = obs[rounds - 1]
-        np.minimum(obs, _OBS_CLIP, out=obs)
-        self._obs = np.empty((rounds + 1, 3 * k + 1), dtype=np.float32)
-        self._obs[:, :-1] = obs.reshape(rounds + 1, 3 * k)
-        self._obs[:, -1] = self._progress
+        self._obs = episode.obs
+        self._samples, self._distance_m = episode.samples, episode.distance_m
         self._t = 0
         if cfg.backend == "live":
             from envs.backends.federated_ddpm import FederatedDDPM, FederatedDDPMConfig
 
-            self._live = FederatedDDPM(FederatedDDPMConfig(num_devices=k), seed=int(rng.integers(2**31 - 1)))
-        self._samples, self._distance_m = samples, distance_m
-        info = self._reset_info(upload_bits=bits.copy())
+            live_config = FederatedDDPMConfig(num_devices=cfg.num_devices)
+            self._live = FederatedDDPM(live_config, seed=int(rng.integers(2**31 - 1)))
+        info = self._reset_info(upload_bits=episode.bits.copy())
         return self._obs[0].copy(), info
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -383,6 +349,118 @@ class FedDiffusionEnv(EdgeGenEnv[FedDiffusionConfig]):
         return (
             f"round {self._t}/{self._horizon}  energy {info['energy_j']:.3f} J  "
             f"missed {info['costs'][0]:.2%} (limit {self.config.deadline_miss_fraction_limit:.0%})"
+        )
+
+
+def draw_episode(config: FedDiffusionConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """The random draws of one episode, in the order ``reset`` takes them from its generator.
+
+    Distances, shadowing, the uniforms of the data sizes and demanded bits, and every round's fading.
+    """
+    k, rounds = config.num_devices, config.num_rounds
+    distance_m = rng.uniform(config.min_distance_m, config.max_distance_m, size=k)
+    shadow_db = shadowing_db(rng, config.shadowing_std_db, k)
+    uniforms = rng.random((2, k))  # data sizes and demands by flooring (cheaper than rng.integers)
+    if config.rayleigh_fading:
+        fading = rayleigh_power_gain(rng, (rounds, k))
+    else:
+        fading = np.ones((rounds, k))
+    return {"distance_m": distance_m, "shadow_db": shadow_db, "uniforms": uniforms, "fading": fading}
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One episode's (or a batch of episodes') arrays: per device (..., K), per round (..., R, K)."""
+
+    problem: RoundProblem
+    payload_bits: np.ndarray
+    gain: np.ndarray
+    samples: np.ndarray
+    distance_m: np.ndarray
+    demanded_bits: np.ndarray
+    bits: np.ndarray
+    cycles: np.ndarray
+    kappa_cycles: np.ndarray
+    min_compute_time_s: np.ndarray
+    upload_scale_s: np.ndarray
+    min_upload_time_s: np.ndarray
+    noise_over_gain_w: np.ndarray
+    obs: np.ndarray
+
+
+class EpisodeBuilder:
+    """Turns the draws of :func:`draw_episode` into the episode's arrays, for one episode or a batch.
+
+    Every operation is elementwise (leading batch axes broadcast), so the scalar env and the batched
+    env get bit-identical arrays from the same draws.
+    """
+
+    def __init__(self, config: FedDiffusionConfig) -> None:
+        self.config = config
+        self.cycles_per_sample = config.local_iterations * config.cycles_per_sample
+        self.num_params = float(config.num_params)
+        self.noise_power_w = np.float64(config.noise_power_w)
+        self.bits_choices = np.asarray(config.demanded_bits_choices, dtype=np.int64)
+        self.num_sample_sizes = config.max_samples - config.min_samples + 1
+        self.fixed_demand = np.asarray(config.demanded_bits or (), dtype=np.int64)
+        scheme = 32 if config.quantization == "none" else config.fixed_bits
+        self.scheme_bits = np.full(config.num_devices, scheme, dtype=np.int64)
+        self.progress = np.arange(config.num_rounds + 1) / config.num_rounds
+
+    def build(
+        self, distance_m: np.ndarray, shadow_db: np.ndarray, uniforms: np.ndarray, fading: np.ndarray
+    ) -> Episode:
+        """The episode of these draws (shapes as :func:`draw_episode`'s, with optional batch axes)."""
+        cfg = self.config
+        k, rounds = cfg.num_devices, cfg.num_rounds
+        batch = distance_m.shape[:-1]
+        samples = cfg.min_samples + (uniforms[..., 0, :] * self.num_sample_sizes).astype(np.int64)
+        if cfg.demanded_bits is not None:
+            demanded = np.broadcast_to(self.fixed_demand, (*batch, k)).copy()
+        else:
+            demanded = self.bits_choices[(uniforms[..., 1, :] * self.bits_choices.size).astype(np.int64)]
+        bits = demanded if cfg.quantization == "on_demand" else np.broadcast_to(self.scheme_bits, (*batch, k))
+        loss_db = path_loss_db_macro(distance_m) + shadow_db
+        cycles = self.cycles_per_sample * samples
+        problem = RoundProblem(
+            cycles=cycles[..., None, :],
+            payload_bits=payload_bits(self.num_params, bits)[..., None, :],
+            gain=channel_gain(loss_db[..., None, :], 0.0, fading),
+            bandwidth_hz=np.float64(cfg.device_bandwidth_hz),
+            noise_power_w=self.noise_power_w,
+            round_time_s=cfg.round_time_s,
+            max_frequency_hz=cfg.max_frequency_hz,
+            max_power_w=cfg.max_power_w,
+            kappa=cfg.kappa,
+        )
+        tau_min = problem.min_compute_time_s[..., 0, :]
+        upload_scale = problem.upload_scale_s[..., 0, :]
+        t_min = problem.min_upload_time_s
+        inv_budget = 1.0 / cfg.round_time_s
+        obs = np.empty((*batch, rounds + 1, k, 3), dtype=np.float32)
+        obs[..., :rounds, :, 0] = (tau_min * inv_budget)[..., None, :]
+        obs[..., :rounds, :, 1] = t_min * inv_budget
+        obs[..., :rounds, :, 2] = (upload_scale * inv_budget)[..., None, :]
+        obs[..., rounds, :, :] = obs[..., rounds - 1, :, :]
+        np.minimum(obs, _OBS_CLIP, out=obs)
+        flat = np.empty((*batch, rounds + 1, 3 * k + 1), dtype=np.float32)
+        flat[..., :-1] = obs.reshape(*batch, rounds + 1, 3 * k)
+        flat[..., -1] = self.progress
+        return Episode(
+            problem=problem,
+            payload_bits=problem.payload_bits[..., 0, :],
+            gain=problem.gain,
+            samples=samples,
+            distance_m=distance_m,
+            demanded_bits=demanded,
+            bits=bits,
+            cycles=cycles,
+            kappa_cycles=cfg.kappa * cycles,
+            min_compute_time_s=tau_min,
+            upload_scale_s=upload_scale,
+            min_upload_time_s=t_min,
+            noise_over_gain_w=problem.noise_over_gain_w,
+            obs=flat,
         )
 
 
