@@ -4,6 +4,7 @@ from agents.cvpo import CVPO, CVPOConfig
 from agents.evaluation import EvaluationResult, evaluate_policy_with_cost
 from agents.oracle import BaselinePolicy, OraclePolicy, RandomPolicy
 from agents.ppo_lagrangian import PPOLagrangian
+from agents.vec_env import SB3VecEnv
 
 __all__ = [
     "CVPO",
@@ -13,5 +14,6 @@ __all__ = [
     "OraclePolicy",
     "PPOLagrangian",
     "RandomPolicy",
+    "SB3VecEnv",
     "evaluate_policy_with_cost",
 ]

@@ -26,9 +26,11 @@ register(
 register(
     id="edgegen/MEG-v0",
     entry_point="envs.meg.env:MEGEnv",
+    vector_entry_point="envs.meg.vector:MEGVectorEnv",
 )
 
 register(
     id="edgegen/SFLAM-v0",
     entry_point="envs.sflam.env:SFLAMEnv",
+    vector_entry_point="envs.sflam.vector:SFLAMVectorEnv",
 )

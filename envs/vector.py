@@ -82,12 +82,16 @@ class BatchedEdgeGenEnv(gym.vector.VectorEnv):
         self._t = np.full(self.num_envs, self.horizon, dtype=np.int64)  # no episode until reset()
         self._autoreset = np.zeros(self.num_envs, dtype=bool)
         self._all = np.arange(self.num_envs)
-        self._limits = self.cost_spec.limits_array
-        self._action_shape = (self.num_envs, *first.action_space.shape)
+        self._inv_limits = 1.0 / self.cost_spec.limits_array  # as the scalar envs: cost x (1 / limit)
+        self._action_shape: tuple[int, ...] = (self.num_envs, *(first.action_space.shape or ()))
 
     # -- hooks of the env -------------------------------------------------------------------------
-    def _reset_rows(self, rows: np.ndarray) -> np.ndarray:
-        """Draw new episodes for ``rows`` from ``self._rngs`` and store them; their first observations."""
+    def _reset_rows(self, rows: np.ndarray, seeds: list[int | None] | None = None) -> np.ndarray:
+        """Draw new episodes for ``rows`` from ``self._rngs`` and store them; their first observations.
+
+        ``seeds`` (one per row, or None) are the seeds of this reset, for envs whose scalar reset does
+        more with a seed than seeding its generator (``self._rngs`` is already seeded).
+        """
         raise NotImplementedError
 
     def _step_rows(self, rows: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -127,8 +131,8 @@ class BatchedEdgeGenEnv(gym.vector.VectorEnv):
             if seeds[i] is not None or self._rngs[i] is None:
                 self._rngs[i], _ = seeding.np_random(seeds[i])
         if mask is None:
-            self._obs = np.empty((self.num_envs, *self.single_observation_space.shape), np.float32)
-        self._obs[rows] = self._reset_rows(rows)
+            self._obs = np.empty((self.num_envs, *(self.single_observation_space.shape or ())), np.float32)
+        self._obs[rows] = self._reset_rows(rows, [seeds[i] for i in rows.tolist()])
         self._t[rows] = 0
         self._autoreset[rows] = False
         info = self._zero_info()
@@ -217,7 +221,7 @@ class BatchedEdgeGenEnv(gym.vector.VectorEnv):
         return self._obs.copy(), rewards, terminated, truncated, info
 
     def _info(self, costs: np.ndarray, clipped: np.ndarray, objective: np.ndarray, mask: np.ndarray) -> dict:
-        cost = (costs / self._limits).max(axis=1)
+        cost = (costs * self._inv_limits).max(axis=1)
         info = {
             "costs": costs,
             "cost": cost,

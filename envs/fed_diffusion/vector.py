@@ -48,9 +48,9 @@ class FedDiffusionVectorEnv(BatchedEdgeGenEnv):
             "gain": np.ones((n, rounds, k)),
         }
 
-    def _reset_rows(self, rows: np.ndarray) -> np.ndarray:
+    def _reset_rows(self, rows: np.ndarray, seeds: list[int | None] | None = None) -> np.ndarray:
         cfg = self.config
-        draws = [draw_episode(cfg, self._rngs[i]) for i in rows.tolist()]  # type: ignore[arg-type]
+        draws = [draw_episode(cfg, self._rngs[i]) for i in rows.tolist()]
         stacked = {key: np.stack([d[key] for d in draws]) for key in draws[0]}
         episode = self._builder.build(**stacked)
         for key, store in self._store.items():
@@ -61,6 +61,13 @@ class FedDiffusionVectorEnv(BatchedEdgeGenEnv):
         s, t = self._store, self._t[rows]
         every = rows.size == self.num_envs  # all sub-envs: whole arrays, no gathers
         pick = (lambda x: x) if every else (lambda x: x[rows])
+        if every and t[0] == t[-1] and (t == t[0]).all():  # in step (the usual case): views, not gathers
+            r = int(t[0])
+            round_of = lambda x: x[:, r]  # noqa: E731
+            next_obs = s["obs"][:, r + 1]
+        else:
+            round_of = lambda x: x[rows, t]  # noqa: E731
+            next_obs = s["obs"][rows, t + 1]
         upload_plan_s = actions * self._half_budget_s
         upload_plan_s += self._half_budget_s
         out = device_outcome(
@@ -69,14 +76,14 @@ class FedDiffusionVectorEnv(BatchedEdgeGenEnv):
             pick(s["cycles"]),
             pick(s["kappa_cycles"]),
             pick(s["min_compute_time_s"]),
-            s["min_upload_time_s"][rows, t],
-            s["noise_over_gain_w"][rows, t],
+            round_of(s["min_upload_time_s"]),
+            round_of(s["noise_over_gain_w"]),
             pick(s["upload_scale_s"]),
         )
         energy = out.compute_energy_j + out.upload_energy_j
         total = energy.sum(axis=1)
         miss = np.count_nonzero(out.late, axis=1) / energy.shape[1]
-        return s["obs"][rows, t + 1], -total / self._energy_scale_j, miss[:, None], total
+        return next_obs, -total / self._energy_scale_j, miss[:, None], total
 
     def oracle(self) -> list[OracleResult]:
         """The exact allocation of every sub-env's current round: one vectorised KKT solve for all N."""
@@ -98,7 +105,7 @@ class FedDiffusionVectorEnv(BatchedEdgeGenEnv):
             problem.upload_scale_s,
         )
         applied_energy = (applied.compute_energy_j + applied.upload_energy_j).sum(axis=-1)
-        feasible = np.asarray(sol.feasible).all(axis=-1)
+        feasible = np.asarray(np.asarray(sol.feasible).all(axis=-1))
         per_env_s = sol.solve_time_s / self.num_envs
         return [
             OracleResult(
@@ -108,7 +115,9 @@ class FedDiffusionVectorEnv(BatchedEdgeGenEnv):
                 status="optimal" if feasible[i] and sol.converged else "infeasible",
                 iterations=sol.iterations,
                 solve_time_s=per_env_s,
-                details={"devices_unable_to_meet_deadline": int(np.count_nonzero(~np.asarray(sol.feasible)[i]))},
+                details={
+                    "devices_unable_to_meet_deadline": int(np.count_nonzero(~np.asarray(sol.feasible)[i]))
+                },
             )
             for i in range(self.num_envs)
         ]

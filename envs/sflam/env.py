@@ -277,10 +277,19 @@ class SFLAMEnv(EdgeGenEnv[SFLAMConfig]):
         clipped = not u.dot(self._ones_flat) == before
         if clipped:
             self._raise_if_not_finite(a)
+        index, share, power = self.decisions_from_unit(u)
+        return index, share, power, clipped
+
+    def decisions_from_unit(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(bit index, share, power W) from ``(a + 1) x scale`` clipped to its range, shape (..., 3M).
+
+        Floors the decisions' ranges in place; the scalar and the batched env share it.
+        """
         _clip(u, self._action_low, self._action_high, out=u)
-        weight = u[1::3]
-        share = weight * (1.0 / weight.dot(self._ones))  # weights >= 1e-9: the sum is > 0
-        return u[0::3].astype(np.intp), share, u[2::3], clipped
+        weight = u[..., 1::3]
+        inv = 1.0 / weight.dot(self._ones)  # weights >= 1e-9: the sum is > 0
+        share = weight * (inv if u.ndim == 1 else inv[:, None])
+        return u[..., 0::3].astype(np.intp), share, u[..., 2::3]
 
     def physical_to_action(self, bits: np.ndarray, share: np.ndarray, power_w: np.ndarray) -> np.ndarray:
         """The Box(-1, 1) action that maps to these decisions."""

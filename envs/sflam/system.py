@@ -18,6 +18,7 @@ Objective (to minimise) ``w_T T + w_E E + w_Q Q``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -170,7 +171,7 @@ def round_outcome_indexed(
     bits_index: np.ndarray,
     share: np.ndarray,
     power_w: np.ndarray,
-) -> tuple[np.ndarray, float, np.float64, float, np.float64]:
+) -> tuple[np.ndarray, Any, Any, Any, Any]:
     """One round of M devices: (latency per device, round latency, energy, quantization, objective).
 
     Written for the env's step: one pass, in-place where it can, on M values. Energy and objective
@@ -183,7 +184,17 @@ def round_outcome_indexed(
     upload = tables.upload_s_per_rate[bits_index]
     upload /= rate
     latency = upload + fixed_s
-    m = latency.size
+    m = latency.shape[-1]
+    if latency.ndim > 1:  # a batch of rounds (the batched env): the same sums as ufunc reductions
+        energy_b = tables.compute_energy_j * m + (power_w * upload).sum(axis=-1)
+        quant_b = tables.quantization[bits_index].sum(axis=-1) / m
+        latency_b = latency.max(axis=-1)
+        objective_b = (
+            tables.latency_weight * latency_b
+            + tables.energy_weight * energy_b
+            + tables.quantization_weight * quant_b
+        )
+        return latency, latency_b, energy_b, quant_b, objective_b  # type: ignore[return-value,unused-ignore]
     round_latency = max(latency.tolist())  # builtins on M floats beat a ufunc reduction's overhead
     energy = tables.compute_energy_j * m + power_w.dot(upload)  # a numpy scalar, as the env's info wants
     quant = sum(tables.quantization[bits_index].tolist()) / m
