@@ -84,8 +84,17 @@ def main() -> None:
         f"{platform.python_version()}, numpy {np.__version__}, gymnasium {gym.__version__}"
     )
     n = args.num_envs
-    print(f"\n| env (N = {n}) | batched steps/s | SyncVectorEnv steps/s | speed-up |")
-    print("|---|---|---|---|")
+    cartpole = gym.make("CartPole-v1")
+    cartpole.reset(seed=0)
+    start, steps = time.perf_counter(), 0
+    while time.perf_counter() - start < args.seconds:
+        if any(cartpole.step(steps & 1)[2:4]):
+            cartpole.reset()
+        steps += 1
+    cartpole_rate = steps / (time.perf_counter() - start)
+    print(f"machine speed: CartPole-v1 (gymnasium.make) {cartpole_rate:,.0f} steps/s on one core")
+    print(f"\n| env (N = {n}) | batched steps/s | SyncVectorEnv steps/s | speed-up | batched / CartPole |")
+    print("|---|---|---|---|---|")
     for env_id in IDS:
         batched = gym.make_vec(env_id, num_envs=n, vectorization_mode="vector_entry_point")
         sync = gym.make_vec(env_id, num_envs=n, vectorization_mode="sync")
@@ -94,7 +103,7 @@ def main() -> None:
         blocks = 2 * 16 * 20 + 20 if env_id == "edgegen/SFLAM-v0" else 0
         b = steps_per_second(batched, args.seconds, blocks)
         s = steps_per_second(sync, args.seconds, min(blocks, 60))
-        print(f"| {env_id} | {b:,.0f} | {s:,.0f} | {b / s:.1f}x |")
+        print(f"| {env_id} | {b:,.0f} | {s:,.0f} | {b / s:.1f}x | {b / cartpole_rate:.1f}x |")
     print("\n| oracle | sub-envs | batched, per sub-env | scalar oracle, per call | speed-up |")
     print("|---|---|---|---|---|")
     for env_id, count, kwargs in (

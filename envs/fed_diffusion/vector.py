@@ -53,8 +53,12 @@ class FedDiffusionVectorEnv(BatchedEdgeGenEnv):
         draws = [draw_episode(cfg, self._rngs[i]) for i in rows.tolist()]
         stacked = {key: np.stack([d[key] for d in draws]) for key in draws[0]}
         episode = self._builder.build(**stacked)
+        every = rows.size == self.num_envs
         for key, store in self._store.items():
-            store[rows] = getattr(episode, key)
+            if every:  # all sub-envs at once (in step, the usual case): take the arrays, no copy
+                self._store[key] = getattr(episode, key)
+            else:
+                store[rows] = getattr(episode, key)
         return episode.obs[:, 0]
 
     def _step_rows(self, rows: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, ...]:
