@@ -14,6 +14,8 @@ __all__ = [
     "db_to_linear",
     "dbm_to_w",
     "gauss_markov_fading",
+    "gauss_markov_innovations",
+    "gauss_markov_recursion",
     "gauss_markov_sequence",
     "gauss_markov_step",
     "linear_to_db",
@@ -110,13 +112,25 @@ def gauss_markov_sequence(
     The first frame is a fresh draw; each later one is :func:`gauss_markov_step` of the one before.
     All innovations are drawn in one block (real parts, then imaginary parts).
     """
-    w = (
-        rng.standard_normal((n_frames, n_branches)) + 1j * rng.standard_normal((n_frames, n_branches))
-    ) * np.sqrt(0.5)
-    h = np.empty((n_frames, n_branches), dtype=np.complex128)
-    h[0] = w[0]
-    for t in range(1, n_frames):
-        h[t] = gauss_markov_step(h[t - 1], w[t], correlation)
+    return gauss_markov_recursion(gauss_markov_innovations(rng, n_frames, n_branches), correlation)
+
+
+def gauss_markov_innovations(rng: np.random.Generator, n_frames: int, n_branches: int) -> np.ndarray:
+    """The CN(0, 1) innovations of :func:`gauss_markov_sequence`, shape (n_frames, n_branches)."""
+    real = rng.standard_normal((n_frames, n_branches))
+    return (real + 1j * rng.standard_normal((n_frames, n_branches))) * np.sqrt(0.5)
+
+
+def gauss_markov_recursion(innovations: np.ndarray, correlation: float) -> np.ndarray:
+    """Fading over frames (axis -2) from its innovations, leading batch axes in parallel.
+
+    The first frame is its innovation; each later one is :func:`gauss_markov_step` of the one before.
+    """
+    w = np.asarray(innovations)
+    h = np.empty(w.shape, dtype=np.complex128)
+    h[..., 0, :] = w[..., 0, :]
+    for t in range(1, w.shape[-2]):
+        h[..., t, :] = gauss_markov_step(h[..., t - 1, :], w[..., t, :], correlation)
     return h
 
 

@@ -6,9 +6,16 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from envs.meg.config import MEGConfig
-from envs.wireless import channel_gain, gauss_markov_sequence, path_loss_db_micro
+from envs.wireless import channel_gain, gauss_markov_innovations, gauss_markov_recursion, path_loss_db_micro
 
-__all__ = ["episode_snr", "feature_noise_std", "iid_frame_snr", "rate_bps"]
+__all__ = [
+    "channel_snr",
+    "draw_channel",
+    "episode_snr",
+    "feature_noise_std",
+    "iid_frame_snr",
+    "rate_bps",
+]
 
 
 def _path_snr(config: MEGConfig, distance_m: np.ndarray) -> np.ndarray:
@@ -18,10 +25,27 @@ def _path_snr(config: MEGConfig, distance_m: np.ndarray) -> np.ndarray:
 
 def episode_snr(config: MEGConfig, rng: np.random.Generator, n_frames: int) -> np.ndarray:
     """Linear SNR of ``n_frames`` consecutive frames: fresh distance per frame, fading correlated in time."""
-    snr = _path_snr(config, rng.uniform(config.min_distance_m, config.max_distance_m, n_frames))
+    return channel_snr(config, **draw_channel(config, rng, n_frames))
+
+
+def draw_channel(config: MEGConfig, rng: np.random.Generator, n_frames: int) -> dict[str, np.ndarray | None]:
+    """The random draws of :func:`episode_snr`, in its order: distances, then fading innovations."""
+    distance_m = rng.uniform(config.min_distance_m, config.max_distance_m, n_frames)
+    innovations = None
     if config.rayleigh_fading:
-        h = gauss_markov_sequence(rng, n_frames, config.fading_branches, config.fading_correlation)
-        snr = snr * (h.real**2 + h.imag**2).mean(axis=1)
+        innovations = gauss_markov_innovations(rng, n_frames, config.fading_branches)
+    return {"distance_m": distance_m, "innovations": innovations}
+
+
+def channel_snr(config: MEGConfig, distance_m: np.ndarray, innovations: np.ndarray | None) -> np.ndarray:
+    """SNR from :func:`draw_channel`'s draws: path loss, then the mean branch power of the fading.
+
+    Frames lie on the last axis of ``distance_m``; leading batch axes run in parallel.
+    """
+    snr = _path_snr(config, distance_m)
+    if innovations is not None:
+        h = gauss_markov_recursion(innovations, config.fading_correlation)
+        snr = snr * (h.real**2 + h.imag**2).mean(axis=-1)
     return snr
 
 

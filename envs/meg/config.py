@@ -212,12 +212,12 @@ class MEGConfig:
         """T_tok = H W / 4 tokens of the transmitted latent."""
         return self.latent_size * self.latent_size // 4
 
-    @property
+    @cached_property
     def tx_power_w(self) -> float:
         """P in W."""
         return float(dbm_to_w(self.tx_power_dbm))
 
-    @property
+    @cached_property
     def noise_power_w(self) -> float:
         """Noise power over the band in W."""
         return float(dbm_to_w(self.noise_dbm))

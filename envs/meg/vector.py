@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from envs.base import EdgeGenEnv
-from envs.meg.channel import episode_snr, feature_noise_std, rate_bps
+from envs.meg.channel import channel_snr, draw_channel, feature_noise_std, rate_bps
 from envs.meg.cost_model import payload_costs, unchecked_latent_bits, unchecked_merged_tokens
 from envs.meg.env import MEGEnv
 from envs.meg.quality import _interp_weights
@@ -64,14 +64,17 @@ class MEGVectorEnv(BatchedEdgeGenEnv):
 
     def _reset_rows(self, rows: np.ndarray, seeds: list[int | None] | None = None) -> np.ndarray:
         cfg, frames = self.config, self.horizon + 1
-        snr, spread, mix = [], [], []
+        distance, innovations, spread, mix = [], [], [], []
         for i in rows.tolist():
             rng = self._rngs[i]
             assert rng is not None
-            snr.append(episode_snr(cfg, rng, frames))  # the scalar env's draws, in its order
+            draws = draw_channel(cfg, rng, frames)  # the scalar env's draws, in its order
+            distance.append(draws["distance_m"])
+            innovations.append(draws["innovations"])
             spread.append(rng.standard_normal(frames) if cfg.reward_spread else np.zeros(frames))
             mix.append(rng.random(frames))
-        snr_arr = np.stack(snr)
+        fading = np.stack(innovations) if cfg.rayleigh_fading else None  # type: ignore[arg-type]
+        snr_arr = channel_snr(cfg, np.stack(distance), fading)
         s = self._store
         snr_db = 10.0 * np.log10(snr_arr)
         sigma = feature_noise_std(cfg, snr_arr)
