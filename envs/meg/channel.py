@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.typing import ArrayLike
 
@@ -25,10 +27,11 @@ def _path_snr(config: MEGConfig, distance_m: np.ndarray) -> np.ndarray:
 
 def episode_snr(config: MEGConfig, rng: np.random.Generator, n_frames: int) -> np.ndarray:
     """Linear SNR of ``n_frames`` consecutive frames: fresh distance per frame, fading correlated in time."""
-    return channel_snr(config, **draw_channel(config, rng, n_frames))
+    draws = draw_channel(config, rng, n_frames)
+    return channel_snr(config, draws["distance_m"], draws["innovations"])
 
 
-def draw_channel(config: MEGConfig, rng: np.random.Generator, n_frames: int) -> dict[str, np.ndarray | None]:
+def draw_channel(config: MEGConfig, rng: np.random.Generator, n_frames: int) -> dict[str, Any]:
     """The random draws of :func:`episode_snr`, in its order: distances, then fading innovations."""
     distance_m = rng.uniform(config.min_distance_m, config.max_distance_m, n_frames)
     innovations = None

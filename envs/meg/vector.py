@@ -64,7 +64,10 @@ class MEGVectorEnv(BatchedEdgeGenEnv):
 
     def _reset_rows(self, rows: np.ndarray, seeds: list[int | None] | None = None) -> np.ndarray:
         cfg, frames = self.config, self.horizon + 1
-        distance, innovations, spread, mix = [], [], [], []
+        distance: list[np.ndarray] = []
+        innovations: list[np.ndarray] = []
+        spread: list[np.ndarray] = []
+        mix: list[np.ndarray] = []
         for i in rows.tolist():
             rng = self._rngs[i]
             assert rng is not None
@@ -73,7 +76,7 @@ class MEGVectorEnv(BatchedEdgeGenEnv):
             innovations.append(draws["innovations"])
             spread.append(rng.standard_normal(frames) if cfg.reward_spread else np.zeros(frames))
             mix.append(rng.random(frames))
-        fading = np.stack(innovations) if cfg.rayleigh_fading else None  # type: ignore[arg-type]
+        fading = np.stack(innovations) if cfg.rayleigh_fading else None
         snr_arr = channel_snr(cfg, np.stack(distance), fading)
         s = self._store
         snr_db = 10.0 * np.log10(snr_arr)
