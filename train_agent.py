@@ -17,6 +17,7 @@ import ast
 import csv
 import inspect
 import json
+import math
 import platform
 import sys
 import time
@@ -105,8 +106,35 @@ def parse_key_values(items: Sequence[str], what: str) -> dict[str, Any]:
         try:
             out[key] = ast.literal_eval(raw)
         except (ValueError, SyntaxError):
-            out[key] = raw
+            try:
+                out[key] = float(raw)  # nan, inf: numbers that literal_eval does not read
+            except ValueError:
+                out[key] = raw
     return out
+
+
+def parse_cost_limits(items: Sequence[str]) -> dict[str, float]:
+    """``NAME=VALUE`` limits; CLIError unless every value is a finite number > 0."""
+    limits = {}
+    for name, value in parse_key_values(items, "--cost-limit").items():
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not ok or not math.isfinite(value) or value <= 0:
+            raise CLIError(f"--cost-limit {name}={value!r}: the limit must be a finite number > 0")
+        limits[name] = float(value)
+    return limits
+
+
+def _unique_run_dir(parent: Path, name: str) -> Path:
+    """``parent/name``, or ``name-2``, ``name-3``, ... if a run started in the same second took it."""
+    parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, 1000):
+        run_dir = parent / (name if attempt == 1 else f"{name}-{attempt}")
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            continue
+    raise CLIError(f"cannot create a run folder under {parent}: 999 runs named {name} exist")
 
 
 # Set by other arguments: --seed, --algo, --cost-limit, the run folder.
@@ -155,8 +183,22 @@ def load_run_config(checkpoint: Path) -> dict[str, Any]:
     if not checkpoint.is_file():
         raise CLIError(f"checkpoint {checkpoint} does not exist")
     for folder in (checkpoint.parent, checkpoint.parent.parent):
-        if (folder / "config.json").is_file():
-            return json.loads((folder / "config.json").read_text())
+        path = folder / "config.json"
+        if path.is_file():
+            try:
+                config = json.loads(path.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise CLIError(f"run config {path} is not valid JSON ({exc})") from None
+            missing = [
+                key
+                for key in ("env", "algo", "env_kwargs")
+                if not isinstance(config, dict) or key not in config
+            ]
+            if missing:
+                raise CLIError(f"run config {path} lacks {missing}: is it a train_agent.py run folder?")
+            if config["algo"] not in ALGOS:
+                raise CLIError(f"run config {path} names algo {config['algo']!r}; known: {', '.join(ALGOS)}")
+            return config
     raise CLIError(f"no config.json beside {checkpoint} or in its parent: is it a train_agent.py checkpoint?")
 
 
@@ -272,9 +314,14 @@ def train(args: TrainArgs) -> Path:
         ("timesteps", args.timesteps),
         ("n_envs", args.n_envs),
         ("eval_episodes", args.eval_episodes),
+        ("checkpoint_every", args.checkpoint_every),
     ):
         if value < 1:
             raise CLIError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if args.seed < 0:
+        raise CLIError(f"--seed must be >= 0, got {args.seed}")
+    if Path(args.logdir).exists() and not Path(args.logdir).is_dir():
+        raise CLIError(f"--logdir {args.logdir} is a file, not a folder")
     settings = algo_config(args.algo, args.algo_kwargs)
     probe = make_env(args.env, args.env_kwargs)
     spec = get_cost_spec(probe)
@@ -283,10 +330,25 @@ def train(args: TrainArgs) -> Path:
         raise CLIError(f"unknown cost name(s) {unknown} in --cost-limit; {args.env} has {list(spec.names)}")
     spec = spec.with_limits(args.cost_limits) if args.cost_limits else spec
 
+    # The model is built before the run folder exists, so that a bad --algo-kwargs value (which SB3
+    # or CVPO rejects) leaves nothing half-made behind.
+    vec_env = make_vec_env(args.env, n_envs=args.n_envs, seed=args.seed, env_kwargs=args.env_kwargs)
+    algo_cls: Any = ALGOS[args.algo][0]
+    model: Any
+    try:
+        if isinstance(settings, CVPOConfig):
+            model = CVPO(vec_env, settings, cost_limits=list(spec.limits), seed=args.seed)
+        else:
+            if algo_cls is PPOLagrangian:
+                settings = {**settings, "cost_limits": list(spec.limits)}
+            model = algo_cls("MlpPolicy", vec_env, seed=args.seed, verbose=0, **settings)
+    except (TypeError, ValueError, AssertionError) as exc:
+        raise CLIError(f"bad --algo-kwargs {args.algo_kwargs} for {args.algo}: {exc}") from None
+
     # TRY NOT TO MODIFY: a run names itself, stores its config, then trains.
     run_name = f"{args.env.split('/')[-1]}__{args.algo}__{args.seed}__{int(time.time())}"
-    run_dir = Path(args.logdir) / run_name
-    run_dir.mkdir(parents=True, exist_ok=False)
+    run_dir = _unique_run_dir(Path(args.logdir), run_name)
+    model.tensorboard_log = str(run_dir)
     config = {
         **asdict(args),
         "cost_limits_in_force": dict(zip(spec.names, spec.limits, strict=True)),
@@ -295,19 +357,6 @@ def train(args: TrainArgs) -> Path:
     }
     (run_dir / "config.json").write_text(json.dumps(config, indent=2))
 
-    vec_env = make_vec_env(args.env, n_envs=args.n_envs, seed=args.seed, env_kwargs=args.env_kwargs)
-    algo_cls: Any = ALGOS[args.algo][0]
-    model: Any
-    if isinstance(settings, CVPOConfig):
-        model = CVPO(
-            vec_env, settings, cost_limits=list(spec.limits), seed=args.seed, tensorboard_log=str(run_dir)
-        )
-    else:
-        if algo_cls is PPOLagrangian:
-            settings = {**settings, "cost_limits": list(spec.limits)}
-        model = algo_cls(
-            "MlpPolicy", vec_env, seed=args.seed, tensorboard_log=str(run_dir), verbose=0, **settings
-        )
     checkpoints = CheckpointCallback(
         max(args.checkpoint_every // args.n_envs, 1), str(run_dir / "checkpoints"), name_prefix="model"
     )
@@ -339,17 +388,44 @@ def train(args: TrainArgs) -> Path:
 
 def evaluate(checkpoint: Path, episodes: int, seed: int) -> dict[str, Any]:
     """Evaluate a checkpoint on the env and config it was trained with, beside the oracle."""
+    if episodes < 1:
+        raise CLIError(f"--episodes must be >= 1, got {episodes}")
+    if seed < 0:
+        raise CLIError(f"--seed must be >= 0, got {seed}")
     model, config = load_model(checkpoint)
     env = make_env(config["env"], config["env_kwargs"])
+    trained_on = getattr(model, "observation_space", None)
+    shape = trained_on.shape if trained_on is not None else getattr(model, "_obs_shape", None)
+    if shape is not None and tuple(shape) != env.observation_space.shape:
+        raise CLIError(
+            f"checkpoint {checkpoint} takes observations of shape {tuple(shape)}, but {config['env']} "
+            f"with {config['env_kwargs']} (its config.json) gives {env.observation_space.shape}"
+        )
     results = compare({config["algo"]: model, "oracle": OraclePolicy(env)}, env, episodes, seed)
     print(markdown(*table_rows(results)))
     return results_json(results, episodes, seed)
 
 
 def benchmark(
-    env_id: str, names: list[str], episodes: int, seed: int, out: Path, env_kwargs: dict[str, Any]
+    env_id: str,
+    names: list[str],
+    episodes: int,
+    seed: int,
+    out: Path,
+    env_kwargs: dict[str, Any],
+    force: bool = False,
 ) -> Path:
     """Compare named policies and checkpoints; write a Markdown and CSV table and PNG plots."""
+    if episodes < 1:
+        raise CLIError(f"--episodes must be >= 1, got {episodes}")
+    if seed < 0:
+        raise CLIError(f"--seed must be >= 0, got {seed}")
+    if not names:
+        raise CLIError("--policies names no policy: give e.g. oracle,random,<checkpoint.zip>")
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise CLIError(f"--out {out} already holds results; pass --force to replace them")
     env = make_env(env_id, env_kwargs)
     policies = {name: policy_by_name(name, env, seed, env_kwargs) for name in names}
     results = compare(policies, env, episodes, seed)
@@ -492,6 +568,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=10_000)
     b.add_argument("--out", type=Path, default=Path("benchmark_out"))
     b.add_argument("--env-kwargs", nargs="*", default=[], metavar="K=V")
+    b.add_argument("--force", action="store_true", help="replace the results already in --out")
     return parser
 
 
@@ -507,9 +584,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 timesteps=args.timesteps,
                 seed=args.seed,
                 env_kwargs=parse_key_values(args.env_kwargs, "--env-kwargs"),
-                cost_limits={
-                    k: float(v) for k, v in parse_key_values(args.cost_limit, "--cost-limit").items()
-                },
+                cost_limits=parse_cost_limits(args.cost_limit),
                 algo_kwargs=parse_key_values(args.algo_kwargs, "--algo-kwargs"),
                 n_envs=args.n_envs,
                 logdir=args.logdir,
@@ -526,6 +601,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.seed,
             args.out,
             parse_key_values(args.env_kwargs, "--env-kwargs"),
+            args.force,
         ),
     }
     try:

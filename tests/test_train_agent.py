@@ -167,3 +167,113 @@ def test_cvpo_through_the_cli(tmp_path, capsys):
     assert len(list((run / "checkpoints").glob("model_*_steps.zip"))) == 2
     assert train_agent.main(["evaluate", "--checkpoint", str(run / "model.zip"), "--episodes", "1"]) == 0
     assert "| cvpo |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        *[
+            (["train", "--cost-limit", f"deadline_miss_fraction={bad}"], "limit must be a finite number > 0")
+            for bad in ("abc", "-1", "0", "nan", "inf", "[1,2]")
+        ],
+        (["train", "--algo-kwargs", "learning_rate=abc"], "bad --algo-kwargs .*learning_rate"),
+        (["train", "--algo-kwargs", "n_steps=0"], "bad --algo-kwargs"),
+        (["train", "--algo-kwargs", "batch_size=-1"], "bad --algo-kwargs"),
+        (["train", "--algo", "cvpo", "--algo-kwargs", "hidden=abc"], "bad --algo-kwargs"),
+        (["train", "--algo", "cvpo", "--algo-kwargs", "gamma=nan"], "gamma"),
+        (["train", "--seed", "-1"], "--seed must be >= 0, got -1"),
+        (["train", "--checkpoint-every", "0"], "--checkpoint-every must be >= 1, got 0"),
+        (["train", "--checkpoint-every", "-5"], "--checkpoint-every must be >= 1, got -5"),
+    ],
+)
+def test_bad_train_input_is_one_line_and_leaves_no_run_folder(argv, message, capsys, tmp_path):
+    logdir = tmp_path / "runs"
+    assert train_agent.main([*argv, "--logdir", str(logdir), *TINY[:2]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("edgegen-train: error:") and "\n" not in err, err
+    assert __import__("re").search(message, err), err
+    assert not logdir.exists() or not any(logdir.iterdir())  # nothing half-made
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--episodes", "0"], "--episodes must be >= 1, got 0"),
+        (["--episodes", "-3"], "--episodes must be >= 1, got -3"),
+        (["--seed", "-1"], "--seed must be >= 0"),
+    ],
+)
+def test_bad_benchmark_input_is_one_line(extra, message, capsys, tmp_path):
+    argv = [
+        "benchmark",
+        "--env",
+        "edgegen/FedDiffusion-v0",
+        "--policies",
+        "random",
+        "--out",
+        str(tmp_path / "b"),
+    ]
+    assert train_agent.main([*argv, *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+
+
+def test_benchmark_refuses_to_replace_results_and_names_bad_out(capsys, tmp_path):
+    base = [
+        "benchmark",
+        "--env",
+        "edgegen/FedDiffusion-v0",
+        "--episodes",
+        "1",
+        "--env-kwargs",
+        "num_rounds=3",
+    ]
+    assert train_agent.main([*base, "--policies", ",", "--out", str(tmp_path / "a")]) == 2
+    assert "--policies names no policy" in capsys.readouterr().err
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    assert train_agent.main([*base, "--policies", "random", "--out", str(a_file)]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    out = tmp_path / "bench"
+    assert train_agent.main([*base, "--policies", "random", "--out", str(out)]) == 0
+    first = (out / "benchmark.json").read_text()
+    assert train_agent.main([*base, "--policies", "oracle", "--out", str(out)]) == 2
+    assert "already holds results; pass --force" in capsys.readouterr().err
+    assert (out / "benchmark.json").read_text() == first  # earlier results untouched
+    assert train_agent.main([*base, "--policies", "oracle", "--out", str(out), "--force"]) == 0
+    assert "oracle" in json.loads((out / "benchmark.json").read_text())["policies"]
+
+
+def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path, monkeypatch):
+    monkeypatch.setattr(train_agent.time, "time", lambda: 1_700_000_000.0)
+    first = train_agent._unique_run_dir(tmp_path, "FedDiffusion-v0__ppo-pid__0__1700000000")
+    second = train_agent._unique_run_dir(tmp_path, "FedDiffusion-v0__ppo-pid__0__1700000000")
+    assert first != second and first.is_dir() and second.is_dir()
+    assert second.name.endswith("-2")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "is not valid JSON"),
+        ('{"env": "edgegen/FedDiffusion-v0", "env_kwargs": {}}', r"lacks \['algo'\]"),
+    ],
+)
+def test_evaluate_names_a_broken_run_config(content, message, capsys, tmp_path):
+    (tmp_path / "model.zip").write_bytes(b"PK")
+    (tmp_path / "config.json").write_text(content)
+    assert train_agent.main(["evaluate", "--checkpoint", str(tmp_path / "model.zip")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert __import__("re").search(message, err) and "\n" not in err
+
+
+def test_evaluate_refuses_a_config_naming_another_env(run_dir, capsys, tmp_path):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["env_kwargs"] = {"num_rounds": 8, "num_devices": 5}  # another observation shape
+    (copy / "config.json").write_text(json.dumps(config))
+    assert train_agent.main(["evaluate", "--checkpoint", str(copy / "model.zip")]) == 2
+    assert "takes observations of shape (31,)" in capsys.readouterr().err

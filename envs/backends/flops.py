@@ -23,6 +23,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from envs.integrity import verify_asset
+
 __all__ = ["ARCHITECTURES", "FLOPS_CACHE", "ArchitectureCount", "count_architecture", "get_count"]
 
 FLOPS_CACHE = Path(__file__).resolve().parent.parent / "assets" / "flops.json"
@@ -195,8 +197,9 @@ def count_architecture(name: str) -> ArchitectureCount:
 
 @cache
 def _load_cache(path: Path = FLOPS_CACHE) -> dict[str, ArchitectureCount]:
+    verify_asset(path)  # the shipped cache against its manifest digest (a user's own file passes)
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(path.read_text(encoding="utf-8"))
         return {
             key: ArchitectureCount(**{**value, "input_shape": tuple(value["input_shape"])})
             for key, value in raw["architectures"].items()
@@ -205,7 +208,7 @@ def _load_cache(path: Path = FLOPS_CACHE) -> dict[str, ArchitectureCount]:
         raise FileNotFoundError(
             f"FLOP cache {path} is missing; rebuild it with `{REBUILD_COMMAND}`"
         ) from None
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
         raise ValueError(
             f"FLOP cache {path} is corrupt ({exc}); rebuild it with `{REBUILD_COMMAND}`"
         ) from exc

@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from envs.backends.data import shape_images
+from envs.integrity import verify_asset
 
 __all__ = [
     "CLASSIFIER_WEIGHTS",
@@ -112,6 +113,8 @@ def train_classifier(seed: int = 0, n_images: int = 6000, epochs: int = 4) -> tu
 def load_classifier(path: str | Path | None = None) -> ShapeClassifier:
     """The shipped feature network; a missing or corrupt file names itself and the rebuild command."""
     path = CLASSIFIER_WEIGHTS if path is None else Path(path)
+    if path.is_file():
+        verify_asset(path)  # the shipped weights against the manifest (a user's own file passes)
     model = ShapeClassifier()
     try:
         model.load_state_dict(load_file(path))

@@ -11,6 +11,7 @@ from gymnasium import spaces
 from envs.base import EdgeGenEnv
 from envs.fed_diffusion.config import PRESETS, FedDiffusionConfig
 from envs.fed_diffusion.energy import RoundProblem, device_outcome, round_outcome
+from envs.integrity import verify_asset
 from envs.oracle_result import OracleResult
 from envs.quantization import payload_bits
 from envs.wireless import channel_gain, path_loss_db_macro, rayleigh_power_gain, shadowing_db
@@ -167,6 +168,10 @@ class FedDiffusionEnv(EdgeGenEnv[FedDiffusionConfig]):
         self._energy_scale_j = cfg.energy_scale_j
         self._inv_miss_limit = 1.0 / cfg.deadline_miss_fraction_limit
         self.builder = EpisodeBuilder(cfg)
+        if cfg.backend == "live":  # the Frechet classifier loads after the last round: check it now
+            from envs.backends.frechet import CLASSIFIER_WEIGHTS
+
+            verify_asset(CLASSIFIER_WEIGHTS)
         self._oracle_in_info = cfg.oracle_in_info
         self._action_shape = (k,)
         self._live: Any = None

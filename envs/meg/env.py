@@ -12,6 +12,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.base import EdgeGenEnv
+from envs.integrity import verify_assets
 from envs.meg.channel import episode_snr, feature_noise_std, rate_bps
 from envs.meg.config import PRESETS, MEGConfig
 from envs.meg.cost_model import (
@@ -182,6 +183,10 @@ class MEGEnv(EdgeGenEnv[MEGConfig]):
             self._fixed_table = (mean.tolist(), std.tolist())
         self._backbone: Any = None
         self._live = cfg.backend == "live"
+        if self._live:  # the backbone loads at the first step: check its files now, not then
+            from envs.backends.diffusion.backbone import DEFAULT_BACKBONE_DIR
+
+            verify_assets(DEFAULT_BACKBONE_DIR)
         self._image_rgb: np.ndarray | None = None
 
     def _info_template(self) -> dict[str, Any]:

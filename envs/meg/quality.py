@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from envs.integrity import verify_asset
+
 __all__ = ["DEFAULT_PROFILE", "PROFILE_VERSION", "REBUILD_COMMAND", "QualityProfile", "load_profile"]
 
 DEFAULT_PROFILE = Path(__file__).resolve().parents[1] / "assets" / "meg_quality_profile.npz"
@@ -117,6 +119,7 @@ def load_profile(path: str | Path | None = None, decoder: str = "finetuned") -> 
     hint = f"rebuild it with `{REBUILD_COMMAND} --out {path}`"
     if not path.is_file():
         raise FileNotFoundError(f"MEG quality profile {path} is missing; {hint}")
+    verify_asset(path)  # the shipped profile against its manifest digest (a user's own file passes)
     try:
         with np.load(path, allow_pickle=False) as data:
             missing = [k for k in (*_REQUIRED, f"ln_mse_mean_{decoder}") if k not in data.files]

@@ -28,6 +28,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from safetensors.torch import load_file, save_file
 
 from envs.backends.diffusion.merging import merge_tokens, unmerge_tokens
+from envs.integrity import verify_assets
 
 __all__ = [
     "DEFAULT_BACKBONE_DIR",
@@ -279,6 +280,7 @@ def load_default_backbone(device: str | torch.device = "cpu") -> SplitLatentDiff
     """The shipped backbone (``envs/assets/meg_backbone``)."""
     if not DEFAULT_BACKBONE_DIR.is_dir():
         raise _missing(DEFAULT_BACKBONE_DIR)
+    verify_assets(DEFAULT_BACKBONE_DIR)  # every file against the manifest: missing ones are named too
     return SplitLatentDiffusion.from_pretrained(
         DEFAULT_BACKBONE_DIR, device=device, torch_dtype=torch.float32
     )
