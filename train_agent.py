@@ -16,11 +16,13 @@ import argparse
 import ast
 import csv
 import inspect
+import io
 import json
 import math
 import platform
 import sys
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +31,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import stable_baselines3
+import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import CheckpointCallback
@@ -203,9 +206,15 @@ def load_run_config(checkpoint: Path) -> dict[str, Any]:
 
 
 def load_model(
-    checkpoint: Path, env_id: str | None = None, env_kwargs: dict[str, Any] | None = None
+    checkpoint: Path,
+    env_id: str | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+    allow_pickle: bool = False,
 ) -> tuple[BaseAlgorithm | CVPO, dict[str, Any]]:
-    """Load a checkpoint and its run config; refuse a checkpoint trained on another env or config."""
+    """Load a checkpoint and its run config; refuse a checkpoint trained on another env or config.
+
+    Nothing is unpickled unless ``allow_pickle`` (``--allow-pickle``): see :func:`_load_sb3_weights_only`.
+    """
     config = load_run_config(checkpoint)
     if env_id is not None and config["env"] != env_id:
         raise CLIError(f"checkpoint {checkpoint} was trained on {config['env']}, not {env_id}")
@@ -215,13 +224,57 @@ def load_model(
         )
     algo_cls = ALGOS[config["algo"]][0]
     try:
-        model: Any = algo_cls.load(checkpoint, device="cpu")
+        model: Any
+        if algo_cls is CVPO or allow_pickle:  # CVPO's zip is JSON + weights_only tensors
+            model = algo_cls.load(checkpoint, device="cpu")
+        else:
+            model = _load_sb3_weights_only(checkpoint, config)
         return model, config
-    except Exception as exc:  # a corrupt or foreign zip: SB3 raises many kinds
+    except CLIError:
+        raise
+    except Exception as exc:  # a corrupt or foreign zip: SB3 and torch raise many kinds
         raise CLIError(f"cannot load checkpoint {checkpoint} ({type(exc).__name__}: {exc})") from None
 
 
-def policy_by_name(name: str, env: gym.Env, seed: int, env_kwargs: dict[str, Any]) -> Any:
+def _load_sb3_weights_only(checkpoint: Path, config: dict[str, Any]) -> BaseAlgorithm:
+    """An SB3 checkpoint's policy without unpickling anything.
+
+    SB3's ``load`` unpickles the ``":serialized:"`` entries of the zip's ``data`` file (spaces,
+    schedules) with cloudpickle, which runs any code a crafted file holds. Instead the model is rebuilt
+    from the run's ``config.json`` (algo, its keyword arguments, the env) and only the policy's
+    weights are read, with ``torch.load(weights_only=True)``, which refuses anything but tensors.
+    """
+    with zipfile.ZipFile(checkpoint) as archive:
+        if "policy.pth" not in archive.namelist():
+            raise CLIError(f"checkpoint {checkpoint} has no policy.pth: is it a stable-baselines3 zip?")
+        weights = archive.read("policy.pth")
+    try:
+        state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch's unpickler refuses anything but tensors and containers
+        raise CLIError(
+            f"checkpoint {checkpoint}: policy.pth holds more than tensors ({type(exc).__name__}); "
+            "refusing to unpickle it. If you trust the file, pass --allow-pickle"
+        ) from None
+    env = make_env(config["env"], config["env_kwargs"])
+    settings = algo_config(config["algo"], config.get("algo_kwargs", {}))
+    assert isinstance(settings, dict)  # not CVPO
+    algo_cls: Any = ALGOS[config["algo"]][0]
+    if algo_cls is PPOLagrangian:
+        settings = {**settings, "cost_limits": list(config["cost_limits_in_force"].values())}
+    model = algo_cls("MlpPolicy", env, seed=config.get("seed", 0), verbose=0, device="cpu", **settings)
+    try:
+        model.policy.load_state_dict(state)
+    except RuntimeError:
+        raise CLIError(
+            f"checkpoint {checkpoint} does not fit {config['env']} with {config['env_kwargs']} (its "
+            "config.json): its network has other input or output sizes"
+        ) from None
+    return model
+
+
+def policy_by_name(
+    name: str, env: gym.Env, seed: int, env_kwargs: dict[str, Any], allow_pickle: bool = False
+) -> Any:
     """``oracle``, ``random``, a baseline of the env, or a checkpoint path."""
     if name == "oracle":
         return OraclePolicy(env)
@@ -230,7 +283,7 @@ def policy_by_name(name: str, env: gym.Env, seed: int, env_kwargs: dict[str, Any
     if name in getattr(env.unwrapped, "baseline_names", ()):
         return BaselinePolicy(env, name)
     if name.endswith(".zip") or Path(name).exists():
-        return load_model(Path(name), env.spec.id if env.spec else None, env_kwargs)[0]
+        return load_model(Path(name), env.spec.id if env.spec else None, env_kwargs, allow_pickle)[0]
     baselines = ", ".join(getattr(env.unwrapped, "baseline_names", ()))
     raise CLIError(
         f"unknown policy {name!r}: use oracle, random, a baseline ({baselines}) or a .zip checkpoint"
@@ -386,13 +439,13 @@ def train(args: TrainArgs) -> Path:
     return run_dir
 
 
-def evaluate(checkpoint: Path, episodes: int, seed: int) -> dict[str, Any]:
+def evaluate(checkpoint: Path, episodes: int, seed: int, allow_pickle: bool = False) -> dict[str, Any]:
     """Evaluate a checkpoint on the env and config it was trained with, beside the oracle."""
     if episodes < 1:
         raise CLIError(f"--episodes must be >= 1, got {episodes}")
     if seed < 0:
         raise CLIError(f"--seed must be >= 0, got {seed}")
-    model, config = load_model(checkpoint)
+    model, config = load_model(checkpoint, allow_pickle=allow_pickle)
     env = make_env(config["env"], config["env_kwargs"])
     trained_on = getattr(model, "observation_space", None)
     shape = trained_on.shape if trained_on is not None else getattr(model, "_obs_shape", None)
@@ -414,6 +467,7 @@ def benchmark(
     out: Path,
     env_kwargs: dict[str, Any],
     force: bool = False,
+    allow_pickle: bool = False,
 ) -> Path:
     """Compare named policies and checkpoints; write a Markdown and CSV table and PNG plots."""
     if episodes < 1:
@@ -427,7 +481,7 @@ def benchmark(
     if out.is_dir() and any(out.iterdir()) and not force:
         raise CLIError(f"--out {out} already holds results; pass --force to replace them")
     env = make_env(env_id, env_kwargs)
-    policies = {name: policy_by_name(name, env, seed, env_kwargs) for name in names}
+    policies = {name: policy_by_name(name, env, seed, env_kwargs, allow_pickle) for name in names}
     results = compare(policies, env, episodes, seed)
     header, rows = table_rows(results)
     out.mkdir(parents=True, exist_ok=True)
@@ -512,8 +566,6 @@ def plot_learning_curves(run_dirs: list[Path], cost_names: Sequence[str], path: 
 
 
 def _versions() -> dict[str, str]:
-    import torch
-
     return {
         "python": platform.python_version(),
         "gymnasium": gym.__version__,
@@ -535,6 +587,12 @@ def _log_config(log_dir: str, config: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------------------------------
 # Command line.
 # ---------------------------------------------------------------------------------------------------
+_PICKLE_HELP = (
+    "load stable-baselines3 checkpoints with SB3's own loader, which unpickles parts of the file and so "
+    "runs any code it holds: only for files you trust (by default only the weights are read)"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the three commands."""
     parser = argparse.ArgumentParser(prog="edgegen-train", description=__doc__.splitlines()[0])
@@ -559,6 +617,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--checkpoint", required=True, type=Path)
     e.add_argument("--episodes", type=int, default=20)
     e.add_argument("--seed", type=int, default=10_000)
+    e.add_argument("--allow-pickle", action="store_true", help=_PICKLE_HELP)
     b = sub.add_parser("benchmark", help="compare policies and checkpoints; tables and plots")
     b.add_argument("--env", required=True)
     b.add_argument(
@@ -569,6 +628,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", type=Path, default=Path("benchmark_out"))
     b.add_argument("--env-kwargs", nargs="*", default=[], metavar="K=V")
     b.add_argument("--force", action="store_true", help="replace the results already in --out")
+    b.add_argument("--allow-pickle", action="store_true", help=_PICKLE_HELP)
     return parser
 
 
@@ -593,7 +653,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 progress_bar=not args.no_progress_bar,
             )
         ),
-        "evaluate": lambda: evaluate(args.checkpoint, args.episodes, args.seed),
+        "evaluate": lambda: evaluate(args.checkpoint, args.episodes, args.seed, args.allow_pickle),
         "benchmark": lambda: benchmark(
             args.env,
             [p for p in args.policies.split(",") if p],
@@ -602,6 +662,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.out,
             parse_key_values(args.env_kwargs, "--env-kwargs"),
             args.force,
+            args.allow_pickle,
         ),
     }
     try:

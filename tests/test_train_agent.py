@@ -276,4 +276,67 @@ def test_evaluate_refuses_a_config_naming_another_env(run_dir, capsys, tmp_path)
     config["env_kwargs"] = {"num_rounds": 8, "num_devices": 5}  # another observation shape
     (copy / "config.json").write_text(json.dumps(config))
     assert train_agent.main(["evaluate", "--checkpoint", str(copy / "model.zip")]) == 2
-    assert "takes observations of shape (31,)" in capsys.readouterr().err
+    assert (
+        "does not fit edgegen/FedDiffusion-v0 with {'num_rounds': 8, 'num_devices': 5}"
+        in capsys.readouterr().err
+    )
+
+
+def _malicious_copy(run_dir: Path, tmp_path: Path, member: str) -> tuple[Path, Path]:
+    """A copy of a real run whose model.zip has a pickle in ``member`` that writes a marker file."""
+    import base64
+    import pickle
+    import shutil
+    import zipfile
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.write_text, (marker, "ran"))
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    source, target = run_dir / "model.zip", copy / "model.zip"
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w") as zout:
+        for item in zin.namelist():
+            data = zin.read(item)
+            if item == member == "data":
+                payload = json.loads(data)
+                payload["lr_schedule"][":serialized:"] = base64.b64encode(pickle.dumps(Payload())).decode()
+                data = json.dumps(payload).encode()
+            elif item == member:
+                data = pickle.dumps(Payload())
+            zout.writestr(item, data)
+    return copy / "model.zip", marker
+
+
+def test_loading_a_checkpoint_never_unpickles(run_dir, tmp_path, capsys):
+    # the SB3 "data" entry holds a cloudpickle payload: evaluate reads only the weights, so it never runs
+    checkpoint, marker = _malicious_copy(run_dir, tmp_path / "a", "data")
+    assert train_agent.main(["evaluate", "--checkpoint", str(checkpoint), "--episodes", "1"]) == 0
+    assert not marker.exists()
+    # a pickle instead of the weights: torch's weights_only loader refuses it, nothing runs
+    checkpoint, marker = _malicious_copy(run_dir, tmp_path / "b", "policy.pth")
+    assert train_agent.main(["evaluate", "--checkpoint", str(checkpoint), "--episodes", "1"]) == 2
+    assert "refusing to unpickle it" in capsys.readouterr().err
+    bench = [
+        "benchmark",
+        "--env",
+        "edgegen/FedDiffusion-v0",
+        "--env-kwargs",
+        "num_rounds=8",
+        "--episodes",
+        "1",
+    ]
+    assert train_agent.main([*bench, "--policies", str(checkpoint), "--out", str(tmp_path / "o")]) == 2
+    assert not marker.exists()
+
+
+def test_weights_only_load_reproduces_the_policy(run_dir):
+    safe, _ = train_agent.load_model(run_dir / "model.zip")
+    full, _ = train_agent.load_model(run_dir / "model.zip", allow_pickle=True)
+    obs = np.random.default_rng(0).uniform(0, 1, (16, *full.observation_space.shape)).astype(np.float32)
+    np.testing.assert_array_equal(
+        safe.predict(obs, deterministic=True)[0], full.predict(obs, deterministic=True)[0]
+    )
