@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import csv
+import dataclasses
 import inspect
 import io
 import json
 import math
 import platform
+import signal
 import sys
 import time
 import zipfile
@@ -46,6 +49,10 @@ from envs.cmdp import get_cost_spec
 
 class CLIError(Exception):
     """A user mistake: reported as one line, exit status 2."""
+
+
+class Interrupted(Exception):
+    """Training stopped by Ctrl-C or SIGTERM after saving the run: one line, exit status 130."""
 
 
 # ALGO LOGIC: the algorithms a run can use, with the settings that differ between them.
@@ -85,6 +92,8 @@ class TrainArgs:
     """save a checkpoint every this many env steps"""
     progress_bar: bool = True
     """show a progress bar"""
+    resume: str | None = None
+    """a run folder to continue (its config.json fixes everything but --timesteps)"""
 
 
 # Hyperparameters of the PPO family: small actions noise, since shares of a time budget need precision.
@@ -410,14 +419,93 @@ def train(args: TrainArgs) -> Path:
     }
     (run_dir / "config.json").write_text(json.dumps(config, indent=2))
 
+    return _learn_and_evaluate(model, args, run_dir, config, args.timesteps)
+
+
+def resume(run_dir: Path, timesteps: int | None, progress_bar: bool) -> Path:
+    """Continue an interrupted (or finished) run to ``timesteps`` env steps in all.
+
+    The run's ``config.json`` fixes the env, algo and settings; the model, its optimiser state and
+    multipliers come from the run's ``model.zip`` (written at the interrupt), or else its newest
+    checkpoint; CVPO's replay buffer from ``replay_buffer.npz``. New episodes start from fresh resets.
+    SB3's loader unpickles parts of ``model.zip``: resume only run folders this tool wrote.
+    """
+    config_path = run_dir / "config.json"
+    if not config_path.is_file():
+        raise CLIError(f"--resume {run_dir}: no config.json there; is it a run folder?")
+    config = load_run_config(config_path)
+    fields_ = {f.name for f in dataclasses.fields(TrainArgs)}
+    args = TrainArgs(**{k: v for k, v in config.items() if k in fields_})
+    args.timesteps = timesteps if timesteps is not None else args.timesteps
+    args.progress_bar, args.resume = progress_bar, str(run_dir)
+    candidates = [run_dir / "model.zip"] if (run_dir / "model.zip").is_file() else []
+    candidates += sorted(
+        (run_dir / "checkpoints").glob("model_*_steps.zip"), key=lambda p: int(p.stem.split("_")[1])
+    )[::-1]
+    if not candidates:
+        raise CLIError(f"--resume {run_dir}: no model.zip and no checkpoint to continue from")
+    vec_env = make_vec_env(args.env, n_envs=args.n_envs, seed=args.seed, env_kwargs=args.env_kwargs)
+    algo_cls: Any = ALGOS[args.algo][0]
+    try:
+        model: Any = algo_cls.load(candidates[0], env=vec_env, device="cpu")
+    except Exception as exc:  # SB3 and CVPO raise several kinds for a damaged file
+        raise CLIError(f"--resume: cannot load {candidates[0]} ({type(exc).__name__}: {exc})") from None
+    if algo_cls is CVPO and (run_dir / "replay_buffer.npz").is_file():
+        model.load_replay_buffer(run_dir / "replay_buffer.npz")
+    remaining = args.timesteps - model.num_timesteps
+    if remaining < 1:
+        raise CLIError(
+            f"--resume {run_dir}: the run has {model.num_timesteps} steps already; "
+            "ask for more with --timesteps"
+        )
+    model.tensorboard_log = str(run_dir)
+    print(f"resuming {run_dir} from {candidates[0].name} at {model.num_timesteps} steps, {remaining} to go")
+    return _learn_and_evaluate(model, args, run_dir, {**config, "timesteps": args.timesteps}, remaining)
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Any:
+    """SIGTERM raises KeyboardInterrupt inside the block, so both save the run the same way."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (e.g. a Ray worker's thread): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _learn_and_evaluate(model: Any, args: TrainArgs, run_dir: Path, config: dict, steps: int) -> Path:
+    """Learn ``steps`` more env steps (saving the model on Ctrl-C / SIGTERM), then evaluate."""
+    algo_cls = ALGOS[args.algo][0]
     checkpoints = CheckpointCallback(
         max(args.checkpoint_every // args.n_envs, 1), str(run_dir / "checkpoints"), name_prefix="model"
     )
     start = time.perf_counter()
     learn_kwargs: dict[str, Any] = {} if algo_cls is CVPO else {"tb_log_name": "tb"}
-    model.learn(args.timesteps, callback=checkpoints, progress_bar=args.progress_bar, **learn_kwargs)
+    if args.resume and algo_cls is not CVPO:
+        learn_kwargs["reset_num_timesteps"] = False
+    interrupted = False
+    try:
+        with _terminate_as_interrupt():
+            model.learn(steps, callback=checkpoints, progress_bar=args.progress_bar, **learn_kwargs)
+    except KeyboardInterrupt:
+        interrupted = True
     train_time_s = time.perf_counter() - start
     model.save(run_dir / "model.zip")
+    if algo_cls is CVPO and hasattr(model, "buffer"):
+        model.save_replay_buffer(run_dir / "replay_buffer.npz")
+    if interrupted:
+        raise Interrupted(
+            f"interrupted at {model.num_timesteps} of {args.timesteps} steps; saved {run_dir / 'model.zip'}. "
+            f"Resume with: python train_agent.py train --resume {run_dir} --timesteps {args.timesteps}"
+        )
     _log_config(model.logger.dir, config)
 
     env = make_env(args.env, args.env_kwargs)
@@ -601,7 +689,9 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train an agent, then evaluate it against the oracle and random")
     t.add_argument("--env", default=defaults.env)
     t.add_argument("--algo", default=defaults.algo, help=f"one of {', '.join(ALGOS)}")
-    t.add_argument("--timesteps", type=int, default=defaults.timesteps)
+    t.add_argument(
+        "--timesteps", type=int, default=None, help=f"env steps in all (default {defaults.timesteps})"
+    )
     t.add_argument("--seed", type=int, default=defaults.seed)
     t.add_argument("--env-kwargs", nargs="*", default=[], metavar="K=V")
     t.add_argument("--cost-limit", nargs="*", default=[], metavar="NAME=VALUE")
@@ -613,6 +703,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--eval-episodes", type=int, default=defaults.eval_episodes)
     t.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every)
     t.add_argument("--no-progress-bar", action="store_true")
+    t.add_argument(
+        "--resume", type=Path, default=None, metavar="RUN_DIR", help="continue this run to --timesteps steps"
+    )
     e = sub.add_parser("evaluate", help="evaluate a checkpoint beside the oracle")
     e.add_argument("--checkpoint", required=True, type=Path)
     e.add_argument("--episodes", type=int, default=20)
@@ -637,20 +730,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     commands: dict[str | None, Callable[[], Any]] = {
         None: lambda: train(TrainArgs()),
-        "train": lambda: train(
-            TrainArgs(
-                env=args.env,
-                algo=args.algo,
-                timesteps=args.timesteps,
-                seed=args.seed,
-                env_kwargs=parse_key_values(args.env_kwargs, "--env-kwargs"),
-                cost_limits=parse_cost_limits(args.cost_limit),
-                algo_kwargs=parse_key_values(args.algo_kwargs, "--algo-kwargs"),
-                n_envs=args.n_envs,
-                logdir=args.logdir,
-                eval_episodes=args.eval_episodes,
-                checkpoint_every=args.checkpoint_every,
-                progress_bar=not args.no_progress_bar,
+        "train": lambda: (
+            resume(args.resume, args.timesteps, not args.no_progress_bar)
+            if args.resume is not None
+            else train(
+                TrainArgs(
+                    env=args.env,
+                    algo=args.algo,
+                    timesteps=TrainArgs().timesteps if args.timesteps is None else args.timesteps,
+                    seed=args.seed,
+                    env_kwargs=parse_key_values(args.env_kwargs, "--env-kwargs"),
+                    cost_limits=parse_cost_limits(args.cost_limit),
+                    algo_kwargs=parse_key_values(args.algo_kwargs, "--algo-kwargs"),
+                    n_envs=args.n_envs,
+                    logdir=args.logdir,
+                    eval_episodes=args.eval_episodes,
+                    checkpoint_every=args.checkpoint_every,
+                    progress_bar=not args.no_progress_bar,
+                )
             )
         ),
         "evaluate": lambda: evaluate(args.checkpoint, args.episodes, args.seed, args.allow_pickle),
@@ -670,6 +767,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CLIError as exc:
         print(f"edgegen-train: error: {exc}", file=sys.stderr)
         return 2
+    except Interrupted as exc:
+        print(f"edgegen-train: {exc}", file=sys.stderr)
+        return 130
     return 0
 
 

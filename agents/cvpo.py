@@ -837,6 +837,43 @@ class CVPO:
             archive.writestr("cvpo.json", json.dumps(meta, indent=2))
             archive.writestr("weights.pt", weights.getvalue())
 
+    def save_replay_buffer(self, path: str | Path) -> None:
+        """Write the replay buffer (arrays and position, npz, no pickles) to resume training later."""
+        buffer = getattr(self, "buffer", None)
+        if buffer is None:
+            raise ValueError("CVPO has no replay buffer yet: call learn() first")
+        np.savez(
+            path,
+            obs=buffer.obs,
+            next_obs=buffer.next_obs,
+            actions=buffer.actions,
+            rewards=buffer.rewards,
+            costs=buffer.costs,
+            terminated=buffer.terminated,
+            ended=buffer.ended,
+            position=np.array([buffer.pos, buffer.size]),
+        )
+
+    def load_replay_buffer(self, path: str | Path) -> None:
+        """Restore a buffer written by :meth:`save_replay_buffer` (``learn`` then continues with it)."""
+        with np.load(path, allow_pickle=False) as data:
+            obs = data["obs"]
+            capacity, n_envs = obs.shape[:2]
+            buffer = NStepReplayBuffer(
+                capacity, n_envs, self.obs_dim, self.act_dim, self.cost_spec.num_costs, self.seed
+            )
+            for name in ("obs", "next_obs", "actions", "rewards", "costs", "terminated", "ended"):
+                getattr(buffer, name)[...] = data[name]
+            buffer.pos, buffer.size = (int(x) for x in data["position"])
+        self.buffer = buffer
+        self._rng = np.random.default_rng(None if self.seed is None else self.seed + self.num_timesteps)
+        self.ep_info_buffer = deque(maxlen=100)
+        self._last_obs = self.env.reset()
+        n_envs = self.env.num_envs
+        self._ep_reward = np.zeros(n_envs)
+        self._ep_cost = np.zeros((n_envs, self.cost_spec.num_costs))
+        self._ep_len = np.zeros(n_envs, dtype=np.int64)
+
     def _modules(self) -> tuple[str, ...]:
         """Names of the networks and optimizers a checkpoint holds."""
         return _MODULES + (() if self.actor_average is None else ("actor_average",))

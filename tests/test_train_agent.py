@@ -340,3 +340,74 @@ def test_weights_only_load_reproduces_the_policy(run_dir):
     np.testing.assert_array_equal(
         safe.predict(obs, deterministic=True)[0], full.predict(obs, deterministic=True)[0]
     )
+
+
+def _interrupt_a_run(tmp_path: Path, algo: str, sig: int) -> tuple[Path, int, str]:
+    """Start a long run in a subprocess, send ``sig`` once it trains, return (run folder, steps, stderr)."""
+    import signal  # noqa: F401  (the caller passes signal.SIGINT / SIGTERM)
+    import subprocess
+    import sys
+    import time
+
+    root = Path(train_agent.__file__).resolve().parent
+    logdir = tmp_path / "runs"
+    argv = [sys.executable, "train_agent.py", "train", "--algo", algo, "--timesteps", "400000", "--logdir"]
+    argv += [str(logdir), "--n-envs", "2", "--eval-episodes", "1", "--no-progress-bar", "--env-kwargs"]
+    argv += ["num_rounds=8", "--checkpoint-every", "1000000"]
+    proc = subprocess.Popen(argv, cwd=root, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(logdir.glob("*/tb*")) and not list(logdir.glob("*/events*")):
+        time.sleep(0.5)
+    time.sleep(4.0)  # some training
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    (run,) = logdir.iterdir()
+    steps = int(err.split("interrupted at ")[1].split(" ")[0])
+    return run, steps, err
+
+
+@pytest.mark.slow  # two subprocess runs with torch start-up: ~1-2 min
+def test_sigint_saves_the_run_and_resume_continues_it(tmp_path, capsys):
+    import signal
+
+    run, steps, err = _interrupt_a_run(tmp_path, "ppo-lag", signal.SIGINT)
+    assert "Traceback" not in err and f"--resume {run}" in err
+    saved = PPOLagrangian.load(run / "model.zip", device="cpu")
+    assert saved.num_timesteps == steps > 0
+    lambdas = saved.lambdas.copy()
+    target = steps + 1024
+    assert (
+        train_agent.main(["train", "--resume", str(run), "--timesteps", str(target), "--no-progress-bar"])
+        == 0
+    )
+    assert f"resuming {run} from model.zip at {steps} steps" in capsys.readouterr().out
+    resumed = PPOLagrangian.load(run / "model.zip", device="cpu")
+    assert target <= resumed.num_timesteps < target + 2 * 2048  # continued, not restarted
+    assert (run / "evaluation.json").is_file()
+    # the multipliers continued from their saved values (one or two updates since)
+    assert resumed.lambdas.shape == lambdas.shape and np.all(np.isfinite(resumed.lambdas))
+    assert train_agent.main(["train", "--resume", str(run), "--timesteps", "10"]) == 2
+
+
+@pytest.mark.slow
+def test_sigterm_saves_cvpo_with_its_replay_buffer(tmp_path, capsys):
+    import signal
+
+    run, steps, _ = _interrupt_a_run(tmp_path, "cvpo", signal.SIGTERM)
+    assert (run / "replay_buffer.npz").is_file()
+    with np.load(run / "replay_buffer.npz") as data:
+        stored = int(data["position"][1])
+    assert stored * 2 == steps  # every vector step of the run is in the buffer (2 envs)
+    saved = CVPO.load(run / "model.zip")
+    assert saved.num_timesteps == steps
+    assert (
+        train_agent.main(
+            ["train", "--resume", str(run), "--timesteps", str(steps + 200), "--no-progress-bar"]
+        )
+        == 0
+    )
+    resumed = CVPO.load(run / "model.zip")
+    assert resumed.num_timesteps >= steps + 200
+    with np.load(run / "replay_buffer.npz") as data:
+        assert int(data["position"][1]) >= stored + 100  # the old transitions were kept, new ones added
