@@ -179,6 +179,7 @@ def test_cvpo_through_the_cli(tmp_path, capsys):
         (["train", "--algo-kwargs", "learning_rate=abc"], "bad --algo-kwargs .*learning_rate"),
         (["train", "--algo-kwargs", "n_steps=0"], "bad --algo-kwargs"),
         (["train", "--algo-kwargs", "batch_size=-1"], "bad --algo-kwargs"),
+        (["train", "--algo-kwargs", "policy_kwargs=abc"], "bad --algo-kwargs"),
         (["train", "--algo", "cvpo", "--algo-kwargs", "hidden=abc"], "bad --algo-kwargs"),
         (["train", "--algo", "cvpo", "--algo-kwargs", "gamma=nan"], "gamma"),
         (["train", "--seed", "-1"], "--seed must be >= 0, got -1"),
