@@ -412,3 +412,43 @@ def test_sigterm_saves_cvpo_with_its_replay_buffer(tmp_path, capsys):
     assert resumed.num_timesteps >= steps + 200
     with np.load(run / "replay_buffer.npz") as data:
         assert int(data["position"][1]) >= stored + 100  # the old transitions were kept, new ones added
+
+
+@pytest.mark.slow  # six short runs
+def test_resumed_runs_end_within_seed_noise_of_uninterrupted_ones(tmp_path, monkeypatch):
+    from stable_baselines3.common.callbacks import CheckpointCallback
+
+    class InterruptAt(CheckpointCallback):
+        """The run's checkpoint callback that also presses Ctrl-C once at 2,048 steps."""
+
+        fired = False
+
+        def _on_step(self) -> bool:
+            if not InterruptAt.fired and self.num_timesteps >= 2048:
+                InterruptAt.fired = True
+                raise KeyboardInterrupt
+            return super()._on_step()
+
+    base = ["train", "--algo", "ppo-lag", "--timesteps", "4096", "--n-envs", "2", "--eval-episodes", "4"]
+    base += ["--no-progress-bar", "--env-kwargs", "num_rounds=8"]
+
+    def reward(run: Path) -> float:
+        return json.loads((run / "evaluation.json").read_text())["policies"]["ppo-lag"]["summary"]["reward"]
+
+    plain, resumed = [], []
+    for seed in (0, 1, 2):
+        logdir = tmp_path / f"plain{seed}"
+        assert train_agent.main([*base, "--seed", str(seed), "--logdir", str(logdir)]) == 0
+        plain.append(reward(next(logdir.iterdir())))
+        logdir = tmp_path / f"cut{seed}"
+        InterruptAt.fired = False
+        monkeypatch.setattr(train_agent, "CheckpointCallback", InterruptAt)
+        assert train_agent.main([*base, "--seed", str(seed), "--logdir", str(logdir)]) == 130
+        monkeypatch.setattr(train_agent, "CheckpointCallback", CheckpointCallback)
+        run = next(logdir.iterdir())
+        assert not (run / "evaluation.json").exists()
+        assert train_agent.main(["train", "--resume", str(run), "--no-progress-bar"]) == 0
+        resumed.append(reward(run))
+    spread = max(plain) - min(plain)  # seed noise of the uninterrupted runs
+    print(f"uninterrupted {plain}, resumed {resumed}")
+    assert abs(np.mean(resumed) - np.mean(plain)) <= max(spread, 0.05 * abs(np.mean(plain)))
