@@ -442,14 +442,13 @@ class EpisodeBuilder:
         upload_scale = problem.upload_scale_s[..., 0, :]
         t_min = problem.min_upload_time_s
         inv_budget = 1.0 / cfg.round_time_s
-        obs = np.empty((*batch, rounds + 1, k, 3), dtype=np.float32)
-        obs[..., :rounds, :, 0] = (tau_min * inv_budget)[..., None, :]
-        obs[..., :rounds, :, 1] = t_min * inv_budget
-        obs[..., :rounds, :, 2] = (upload_scale * inv_budget)[..., None, :]
-        obs[..., rounds, :, :] = obs[..., rounds - 1, :, :]
-        np.minimum(obs, _OBS_CLIP, out=obs)
+        # Written in place into the (rounds + 1, 3K + 1) rows: device k's three values at 3k .. 3k + 2.
         flat = np.empty((*batch, rounds + 1, 3 * k + 1), dtype=np.float32)
-        flat[..., :-1] = obs.reshape(*batch, rounds + 1, 3 * k)
+        flat[..., :rounds, 0 : 3 * k : 3] = (tau_min * inv_budget)[..., None, :]
+        flat[..., :rounds, 1 : 3 * k : 3] = t_min * inv_budget
+        flat[..., :rounds, 2 : 3 * k : 3] = (upload_scale * inv_budget)[..., None, :]
+        flat[..., rounds, :-1] = flat[..., rounds - 1, :-1]
+        np.minimum(flat, _OBS_CLIP, out=flat)  # the progress column is <= 1 anyway
         flat[..., -1] = self.progress
         return Episode(
             problem=problem,
