@@ -67,3 +67,19 @@ def test_task_latency_and_energy_by_hand():
     assert task_energy_j(model, 8, 2 * tx, 1.0, n_images=2) == pytest.approx(2 * energy, rel=1e-12)
     # the design's headline numbers: 6.76 TFLOP per step, 10.47 TFLOP per decode
     assert f_step == pytest.approx(6.761e12, rel=1e-3) and f_dec == pytest.approx(10.470e12, rel=1e-3)
+
+
+def test_table_ii_latencies_of_the_meg_paper():
+    # MEG paper, Table II: 2 images over a fixed 1.6647 Mbit/s link. Sending the full fp16 latents,
+    # sending the decoded 1024^2 fp16 images (centralised generation), and pruning 10 % of the latent's
+    # tokens with no index overhead.
+    full = transmission_latency_s(latent_bits(0), RATE, 2)
+    images = transmission_latency_s(image_bits(), RATE, 2)
+    pruned = transmission_latency_s(latent_bits(merged_token_count(0.1, 4096), index_bits=0), RATE, 2)
+    assert full == pytest.approx(1.2598, rel=1e-3)
+    assert images == pytest.approx(60.468, rel=1e-3)
+    assert pruned == pytest.approx(1.1337, rel=1e-3)
+    # with the index values that merging needs, the same 10 % costs more than pruning
+    assert transmission_latency_s(latent_bits(merged_token_count(0.1, 4096)), RATE, 2) > pruned
+    with pytest.raises(ValueError, match="index_bits"):
+        latent_bits(10, index_bits=-1)

@@ -45,9 +45,17 @@ def unchecked_merged_tokens(rho: Any, n_tokens: int) -> Any:
     return r - (r > cap) * (r - cap)
 
 
-def unchecked_latent_bits(n_merged: Any, channels: int, n_tokens: int, bits_per_value: int) -> Any:
-    """``b [4C (T - r) + r]`` by plain arithmetic (floats or arrays); :func:`latent_bits` checks."""
-    return bits_per_value * (4 * channels * (n_tokens - n_merged) + n_merged)
+def unchecked_latent_bits(
+    n_merged: Any, channels: int, n_tokens: int, bits_per_value: int, index_bits: Any = None
+) -> Any:
+    """``b [4C (T - r) + r]`` by plain arithmetic (floats or arrays); :func:`latent_bits` checks.
+
+    ``index_bits`` (per merged token) replaces the default of one b-bit index value: 0 is pruning,
+    where the dropped tokens need no index (``b 4C (T - r)``).
+    """
+    if index_bits is None:
+        return bits_per_value * (4 * channels * (n_tokens - n_merged) + n_merged)
+    return bits_per_value * 4 * channels * (n_tokens - n_merged) + index_bits * n_merged
 
 
 def payload_costs(
@@ -78,18 +86,30 @@ def merged_token_count(rho: ArrayLike, n_tokens: int) -> np.ndarray | int:
 
 
 def latent_bits(
-    n_merged: ArrayLike, channels: int = 4, height: int = 128, width: int = 128, bits_per_value: int = 16
+    n_merged: ArrayLike,
+    channels: int = 4,
+    height: int = 128,
+    width: int = 128,
+    bits_per_value: int = 16,
+    index_bits: int | None = None,
 ) -> np.ndarray:
     """Bits of one merged latent, ``D = b [4C (T - r) + r]`` with ``T = HW / 4``.
 
+    Each merged token costs one b-bit index value; ``index_bits`` sets that cost per merged token
+    instead (``index_bits=0``: pruning, the MEG paper's "no index overhead" case).
+
     >>> float(latent_bits(0)), float(latent_bits(2048))  # SDXL 4 x 128 x 128 latent, fp16
     (1048576.0, 557056.0)
+    >>> float(latent_bits(2048, index_bits=0))  # 2048 tokens pruned
+    524288.0
     """
+    if index_bits is not None and (isinstance(index_bits, bool) or not 0 <= index_bits <= 64):
+        raise ValueError(f"index_bits must be an integer in [0, 64] or None, got {index_bits!r}")
     n_tokens = height * width // 4
     r = np.asarray(n_merged, dtype=np.float64)
     if np.any(r < 0) or np.any(r > 3 * n_tokens // 4):
         raise ValueError(f"n_merged must lie in [0, {3 * n_tokens // 4}], got {n_merged!r}")
-    return unchecked_latent_bits(r, channels, n_tokens, bits_per_value)
+    return unchecked_latent_bits(r, channels, n_tokens, bits_per_value, index_bits)
 
 
 def image_bits(height: int = 1024, width: int = 1024, channels: int = 3, bits_per_value: int = 16) -> float:
