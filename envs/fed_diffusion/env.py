@@ -23,6 +23,7 @@ __all__ = [
     "FedDiffusionEnv",
     "draw_episode",
     "feasible_float32_action",
+    "solve_oracle_results",
 ]
 
 _OBS_CLIP = 10.0
@@ -305,27 +306,7 @@ class FedDiffusionEnv(EdgeGenEnv[FedDiffusionConfig]):
         # The whole episode is drawn at reset, so one vectorised call solves every round.
         if self._oracle is None:
             assert self._episode is not None
-            sol = solve_round_energy(self._episode)
-            action = feasible_float32_action(self._episode, sol.upload_share)
-            applied = round_outcome(self._episode, 0.5 * (action.astype(np.float64) + 1.0))
-            energy = applied.energy_j.sum(axis=-1)
-            bound = np.minimum(sol.total_energy_j, energy)  # the exact optimum, up to the KKT tolerance
-            feasible = np.asarray(np.asarray(sol.feasible).all(axis=-1))
-            per_round_s = sol.solve_time_s / self._horizon
-            self._oracle = [
-                OracleResult(
-                    action=action[r],
-                    objective=energy[r],
-                    lower_bound=bound[r],
-                    status="optimal" if feasible[r] and sol.converged else "infeasible",
-                    iterations=sol.iterations,
-                    solve_time_s=per_round_s,
-                    details={
-                        "devices_unable_to_meet_deadline": int(np.count_nonzero(~np.asarray(sol.feasible)[r]))
-                    },
-                )
-                for r in range(self._horizon)
-            ]
+            self._oracle = solve_oracle_results(self._episode)
         return self._oracle
 
     def _baseline(self, name: str) -> np.ndarray:
@@ -466,6 +447,45 @@ class EpisodeBuilder:
             noise_over_gain_w=problem.noise_over_gain_w,
             obs=flat,
         )
+
+
+def solve_oracle_results(problem: RoundProblem) -> list[OracleResult]:
+    """The exact allocation of every round in ``problem`` (shape (B, K)) as one ``OracleResult`` each.
+
+    One vectorised KKT solve; the float32 actions are rounded inward (:func:`feasible_float32_action`)
+    and ``objective`` is their energy by the env's own step arithmetic (``a T / 2 + T / 2``). Shared by
+    the scalar env (B = the episode's rounds) and the batched env (B = the sub-envs).
+    """
+    sol = solve_round_energy(problem)
+    action = feasible_float32_action(problem, sol.upload_share)
+    half = np.float64(0.5 * problem.round_time_s)
+    applied = device_outcome(
+        action.astype(np.float64) * half + half,
+        problem.round_time_s,
+        problem.cycles,
+        problem.kappa * problem.cycles,
+        problem.min_compute_time_s,
+        problem.min_upload_time_s,
+        problem.noise_over_gain_w,
+        problem.upload_scale_s,
+    )
+    energy = (applied.compute_energy_j + applied.upload_energy_j).sum(axis=-1)
+    bound = np.minimum(sol.total_energy_j, energy)  # the exact optimum, up to the KKT tolerance
+    device_ok = np.asarray(sol.feasible)
+    feasible = np.asarray(device_ok.all(axis=-1))
+    per_round_s = sol.solve_time_s / len(action)
+    return [
+        OracleResult(
+            action=action[b],
+            objective=energy[b],
+            lower_bound=bound[b],
+            status="optimal" if feasible[b] and sol.converged else "infeasible",
+            iterations=sol.iterations,
+            solve_time_s=per_round_s,
+            details={"devices_unable_to_meet_deadline": int(np.count_nonzero(~device_ok[b]))},
+        )
+        for b in range(len(action))
+    ]
 
 
 def feasible_float32_action(problem: RoundProblem, upload_share: np.ndarray) -> np.ndarray:

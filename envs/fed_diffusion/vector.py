@@ -13,10 +13,9 @@ import numpy as np
 
 from envs.base import EdgeGenEnv
 from envs.fed_diffusion.energy import RoundProblem, device_outcome
-from envs.fed_diffusion.env import EpisodeBuilder, FedDiffusionEnv, draw_episode, feasible_float32_action
+from envs.fed_diffusion.env import EpisodeBuilder, FedDiffusionEnv, draw_episode, solve_oracle_results
 from envs.oracle_result import OracleResult
 from envs.vector import BatchedEdgeGenEnv
-from solvers.fed_energy import solve_round_energy
 
 __all__ = ["FedDiffusionVectorEnv"]
 
@@ -93,38 +92,7 @@ class FedDiffusionVectorEnv(BatchedEdgeGenEnv):
         """The exact allocation of every sub-env's current round: one vectorised KKT solve for all N."""
         if (self._t >= self.horizon).any():
             raise RuntimeError("FedDiffusion-v0: a sub-env has no episode in progress; call reset() first")
-        problem = self.round_problems()
-        sol = solve_round_energy(problem)
-        action = feasible_float32_action(problem, sol.upload_share)
-        plan = action.astype(np.float64) * self._half_budget_s + self._half_budget_s
-        energy = sol.outcome.energy_j.sum(axis=-1)
-        applied = device_outcome(
-            plan,
-            self._budget_s,
-            problem.cycles,
-            self.config.kappa * problem.cycles,
-            problem.min_compute_time_s,
-            problem.min_upload_time_s,
-            problem.noise_over_gain_w,
-            problem.upload_scale_s,
-        )
-        applied_energy = (applied.compute_energy_j + applied.upload_energy_j).sum(axis=-1)
-        feasible = np.asarray(np.asarray(sol.feasible).all(axis=-1))
-        per_env_s = sol.solve_time_s / self.num_envs
-        return [
-            OracleResult(
-                action=action[i],
-                objective=applied_energy[i],
-                lower_bound=min(energy[i], applied_energy[i]),
-                status="optimal" if feasible[i] and sol.converged else "infeasible",
-                iterations=sol.iterations,
-                solve_time_s=per_env_s,
-                details={
-                    "devices_unable_to_meet_deadline": int(np.count_nonzero(~np.asarray(sol.feasible)[i]))
-                },
-            )
-            for i in range(self.num_envs)
-        ]
+        return solve_oracle_results(self.round_problems())
 
     def round_problems(self) -> RoundProblem:
         """The current round of every sub-env as one batched ``RoundProblem`` of shape (N, K)."""

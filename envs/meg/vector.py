@@ -131,9 +131,6 @@ class MEGVectorEnv(BatchedEdgeGenEnv):
         np.clip(obs, -_OBS_CLIP, _OBS_CLIP, out=obs)
         return obs, -ln_mse, np.stack((latency, energy), axis=1), ln_mse
 
-    def _sub_env_oracle(self, i: int) -> OracleResult:
-        raise NotImplementedError  # replaced by oracle() below
-
     def oracle(self) -> list[OracleResult]:
         """The stationary oracle's action in every sub-env's current frame: one vectorised choice."""
         if (self._t >= self.horizon).any():
