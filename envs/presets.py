@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-__all__ = ["build_config", "check_finite_fields", "validate_config_fields"]
+__all__ = ["build_config", "check_finite_fields", "check_ranges", "validate_config_fields"]
 
 ConfigT = TypeVar("ConfigT")
 
@@ -42,6 +42,15 @@ def validate_config_fields(config: Any) -> None:
             for v in value:
                 if isinstance(v, bool | np.bool_) or not isinstance(v, numbers.Integral):
                     raise ValueError(f"{where} must hold integers, got {value!r}")
+
+
+def check_ranges(config: Any, ranges: tuple[tuple[str, float, float, str], ...]) -> None:
+    """ValueError naming the first field outside its ``(name, low, high, unit)`` range (inclusive)."""
+    for name, low, high, unit in ranges:
+        value = getattr(config, name)
+        if not low <= value <= high:
+            allowed = f"in [{low:g}, {high:g}] {unit}".rstrip()
+            raise ValueError(f"{type(config).__name__}.{name} must be {allowed}, got {value!r}")
 
 
 def check_finite_fields(config: Any) -> None:

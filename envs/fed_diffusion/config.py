@@ -9,7 +9,7 @@ from typing import Any, Literal
 import numpy as np
 
 from envs.backends.flops import get_count
-from envs.presets import build_config, check_finite_fields, validate_config_fields
+from envs.presets import build_config, check_finite_fields, check_ranges, validate_config_fields
 from envs.quantization import RANGE_HEADER_BITS
 from envs.wireless import dbm_to_w, noise_power_w, path_loss_db_macro, shannon_rate_bps
 
@@ -179,15 +179,16 @@ class FedDiffusionConfig:
             )
             _check_bits("demanded_bits", self.demanded_bits)
         # Physical ranges: outside them the model's floating point breaks down (inf energies, NaN roots).
-        for name, low, high, unit in (
-            ("round_time_s", 0.0, 1e6, "s"),
-            ("flops_per_cycle", 1e-3, 1e6, "FLOP/cycle"),
-            ("max_frequency_hz", 0.0, 1e12, "Hz"),
-            ("kappa", 0.0, 1e-20, ""),
-            ("total_bandwidth_hz", 1.0, 1e15, "Hz"),
-        ):
-            value = getattr(self, name)
-            _check(low <= value <= high, name, value, f"in [{low:g}, {high:g}] {unit}".rstrip())
+        check_ranges(
+            self,
+            (
+                ("round_time_s", 0.0, 1e6, "s"),
+                ("flops_per_cycle", 1e-3, 1e6, "FLOP/cycle"),
+                ("max_frequency_hz", 0.0, 1e12, "Hz"),
+                ("kappa", 0.0, 1e-20, ""),
+                ("total_bandwidth_hz", 1.0, 1e15, "Hz"),
+            ),
+        )
         get_count(self.model)  # raises a clear error for an unknown architecture
         shortest = self.nominal_min_round_time_s
         _check(

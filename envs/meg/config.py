@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from envs.backends.flops import get_count
 from envs.meg.cost_model import ComputeModel
-from envs.presets import build_config, check_finite_fields, validate_config_fields
+from envs.presets import build_config, check_finite_fields, check_ranges, validate_config_fields
 from envs.wireless import dbm_to_w
 
 __all__ = ["PRESETS", "MEGConfig", "make_config"]
@@ -172,20 +172,21 @@ class MEGConfig:
             "a positive multiple of 4",
         )
         # Physical ranges: outside them the cost model overflows or the profile is extrapolated.
-        for name, low, high in (
-            ("bandwidth_hz", 1.0, 1e12),
-            ("guidance_factor", 0.1, 10.0),
-            ("es_flops_per_s", 1e6, 1e18),
-            ("ue_speed_ratio", 1e-6, 1e6),
-            ("es_energy_j_per_flop", 1e-18, 1e-3),
-            ("ue_energy_ratio", 1e-6, 1e6),
-            ("access_latency_s", 0.0, 3600.0),
-            ("feature_noise_std", 0.0, 10.0),
-            ("latency_s_limit", 0.0, 1e6),
-            ("energy_j_limit", 0.0, 1e12),
-        ):
-            value = getattr(self, name)
-            _check(low <= value <= high, name, value, f"in [{low:g}, {high:g}]")
+        check_ranges(
+            self,
+            (
+                ("bandwidth_hz", 1.0, 1e12, ""),
+                ("guidance_factor", 0.1, 10.0, ""),
+                ("es_flops_per_s", 1e6, 1e18, ""),
+                ("ue_speed_ratio", 1e-6, 1e6, ""),
+                ("es_energy_j_per_flop", 1e-18, 1e-3, ""),
+                ("ue_energy_ratio", 1e-6, 1e6, ""),
+                ("access_latency_s", 0.0, 3600.0, ""),
+                ("feature_noise_std", 0.0, 10.0, ""),
+                ("latency_s_limit", 0.0, 1e6, ""),
+                ("energy_j_limit", 0.0, 1e12, ""),
+            ),
+        )
         for name in ("unet_model", "decoder_model"):
             try:
                 get_count(getattr(self, name))

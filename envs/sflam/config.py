@@ -8,7 +8,7 @@ from functools import cached_property
 from typing import Any
 
 from envs.backends.flops import get_count
-from envs.presets import build_config, check_finite_fields, validate_config_fields
+from envs.presets import build_config, check_finite_fields, check_ranges, validate_config_fields
 from envs.wireless import dbm_to_w, noise_power_w
 
 __all__ = ["PRESETS", "SFLAMConfig", "make_config"]
@@ -152,17 +152,18 @@ class SFLAMConfig:
             "finite, > 0",
         )
         # Physical ranges: outside them the model's floating point breaks down (inf energies, NaN rates).
-        for name, low, high, unit in (
-            ("activation_range", 0.0, 1e6, ""),
-            ("flops_per_cycle", 1e-3, 1e6, "FLOP/cycle"),
-            ("device_frequency_hz", 0.0, 1e12, "Hz"),
-            ("kappa", 0.0, 1e-20, ""),
-            ("server_flops_per_s", 1e6, 1e18, "FLOP/s"),
-            ("uplink_bandwidth_hz", 1.0, 1e12, "Hz"),
-            ("downlink_bandwidth_hz", 1.0, 1e12, "Hz"),
-        ):
-            value = getattr(self, name)
-            _check(low <= value <= high, name, value, f"in [{low:g}, {high:g}] {unit}".rstrip())
+        check_ranges(
+            self,
+            (
+                ("activation_range", 0.0, 1e6, ""),
+                ("flops_per_cycle", 1e-3, 1e6, "FLOP/cycle"),
+                ("device_frequency_hz", 0.0, 1e12, "Hz"),
+                ("kappa", 0.0, 1e-20, ""),
+                ("server_flops_per_s", 1e6, 1e18, "FLOP/s"),
+                ("uplink_bandwidth_hz", 1.0, 1e12, "Hz"),
+                ("downlink_bandwidth_hz", 1.0, 1e12, "Hz"),
+            ),
+        )
         for name in ("device_model", "server_model"):
             get_count(getattr(self, name))  # ValueError naming the missing architecture
         check_finite_fields(self)
