@@ -13,12 +13,15 @@ The base owns:
 - the info convention: ``reset`` returns every key that ``step`` returns (zeros, or NaN where a value
   has no meaning yet), every scalar a numpy scalar;
 - ``render`` ("ansi" one line from the env, "rgb_array" a cost-vs-limit chart unless the env has an
-  image), and the oracle hook: ``oracle()`` returns an :class:`~envs.oracle_result.OracleResult`,
-  ``oracle_action()`` its action.
+  image), and the oracle hook: ``oracle(kind=None)`` returns an
+  :class:`~envs.oracle_result.OracleResult`, ``oracle_action(kind=None)`` its action. Kinds:
+  ``"cmdp"``, the best stationary policy under the env's average-cost limits (the yardstick, and the
+  default), and ``"per_round"`` where the env has one: each step's own optimum with every step
+  within the limits (the papers' problem; stricter than the env's constraint).
 
 An env subclasses it with its config class, declares the class attributes below, builds its spaces
 in ``__init__`` after ``super().__init__``, and implements ``reset``, ``step``, ``_info_template``,
-``_ansi`` and ``oracle``.
+``_ansi`` and ``_oracle(kind)``.
 """
 
 from __future__ import annotations
@@ -51,9 +54,10 @@ class EdgeGenEnv(gym.Env[np.ndarray, np.ndarray], Generic[ConfigT]):
         cost_names, cost_units: the constraints; their limits are config fields ``<name>_limit``.
         objective_key: the info key of the per-step objective (lower is better) that the oracle's
             ``objective`` is measured in.
-        oracle_is_per_step: True when ``oracle().objective`` is the objective of this very step (the
-            oracle optimises each step); False when it is the expected objective of a stationary
-            policy (MEG-v0), whose single steps may exceed the average limits.
+        oracle_kinds: the oracle kinds the env offers, the default first. With ``"per_round"``
+            ``oracle().objective`` is the objective of this very step; with ``"cmdp"`` it is the
+            expected objective per step of a stationary policy, whose single steps may exceed the
+            average limits (its expected costs meet them).
         baseline_names: named heuristics of :meth:`baseline_action`.
     """
 
@@ -66,7 +70,7 @@ class EdgeGenEnv(gym.Env[np.ndarray, np.ndarray], Generic[ConfigT]):
     cost_names: ClassVar[tuple[str, ...]]
     cost_units: ClassVar[tuple[str, ...]]
     objective_key: ClassVar[str]
-    oracle_is_per_step: ClassVar[bool] = True
+    oracle_kinds: ClassVar[tuple[str, ...]] = ("cmdp",)
     baseline_names: ClassVar[tuple[str, ...]] = ()
 
     _spec: EnvSpec | None = None
@@ -163,13 +167,35 @@ class EdgeGenEnv(gym.Env[np.ndarray, np.ndarray], Generic[ConfigT]):
         return self._t
 
     # -- oracle and baselines ---------------------------------------------------------------------
-    def oracle(self) -> OracleResult:
-        """The oracle's decision in the current state, with its objective and certificate."""
-        raise NotImplementedError
+    def oracle(self, kind: str | None = None) -> OracleResult:
+        """The oracle's decision in the current state, with its objective and certificate.
 
-    def oracle_action(self) -> np.ndarray:
-        """Shortcut: ``oracle().action`` (a writable copy)."""
-        return self.oracle().action.copy()
+        ``kind``: one of ``oracle_kinds`` (default: the first, ``"cmdp"``); see the env's docstring.
+        """
+        return self._oracle(self.check_oracle_kind(kind))
+
+    def oracle_action(self, kind: str | None = None) -> np.ndarray:
+        """Shortcut: ``oracle(kind).action`` (a writable copy)."""
+        return self.oracle(kind).action.copy()
+
+    @classmethod
+    def check_oracle_kind(cls, kind: str | None) -> str:
+        """``kind``, or the default kind for None; ValueError naming the kinds for anything else."""
+        if kind is None:
+            return cls.oracle_kinds[0]
+        if kind not in cls.oracle_kinds:
+            raise ValueError(
+                f"{cls.env_name} oracle kind must be one of {list(cls.oracle_kinds)}, got {kind!r}"
+            )
+        return kind
+
+    @staticmethod
+    def oracle_objective_is_per_step(kind: str) -> bool:
+        """True when the kind's ``objective`` is the objective of the current step itself."""
+        return kind == "per_round"
+
+    def _oracle(self, kind: str) -> OracleResult:
+        raise NotImplementedError
 
     def baseline_action(self, name: str) -> np.ndarray:
         """The action of the named heuristic (one of ``baseline_names``) in the current state."""

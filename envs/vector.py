@@ -233,15 +233,20 @@ class BatchedEdgeGenEnv(gym.vector.VectorEnv):
         return info
 
     # -- oracle -----------------------------------------------------------------------------------
-    def oracle(self) -> list[OracleResult]:
-        """The oracle of every sub-env in its current state (default: one scalar solve per sub-env)."""
-        return [self._sub_env_oracle(i) for i in range(self.num_envs)]
+    def oracle(self, kind: str | None = None) -> list[OracleResult]:
+        """The oracle of every sub-env in its current state (``kind`` as the scalar env's ``oracle``)."""
+        kind = self.envs[0].check_oracle_kind(kind)
+        return self._oracle(kind)
 
-    def oracle_action(self) -> np.ndarray:
+    def oracle_action(self, kind: str | None = None) -> np.ndarray:
         """The oracle actions of all sub-envs, shape (N, action dim)."""
-        return np.stack([result.action for result in self.oracle()])
+        return np.stack([result.action for result in self.oracle(kind)])
 
-    def _sub_env_oracle(self, i: int) -> OracleResult:
+    def _oracle(self, kind: str) -> list[OracleResult]:
+        """Default: one scalar solve per sub-env."""
+        return [self._sub_env_oracle(i, kind) for i in range(self.num_envs)]
+
+    def _sub_env_oracle(self, i: int, kind: str) -> OracleResult:
         raise NotImplementedError
 
     def close_extras(self, **kwargs: Any) -> None:

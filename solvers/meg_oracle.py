@@ -40,7 +40,15 @@ from envs.meg.cost_model import (
 )
 from envs.meg.quality import QualityProfile
 
-__all__ = ["ActionGrid", "MEGOracle", "action_grid", "best_fixed_action", "frame_rewards", "solve_meg_oracle"]
+__all__ = [
+    "ActionGrid",
+    "MEGOracle",
+    "action_grid",
+    "best_fixed_action",
+    "frame_rewards",
+    "pareto_actions",
+    "solve_meg_oracle",
+]
 
 _BISECTION_STEPS = 40
 
@@ -141,6 +149,40 @@ class MEGOracle:
         return (self.dual[0] > 0, self.dual[1] > 0)
 
 
+def pareto_actions(
+    rewards: np.ndarray, latency: np.ndarray, energy: np.ndarray, chunk: int = 256
+) -> np.ndarray:
+    """Per frame, the actions no other action dominates (reward >=, latency <=, energy <=).
+
+    A dominated action's Lagrangian score is never above its dominator's for any multipliers >= 0, so
+    the argmax over the kept actions has the same value as over all of them (exact ties keep the
+    lowest index). Returns an index array (F, K): K the largest count over frames, shorter rows padded
+    with their first kept action.
+    """
+    f, a = rewards.shape
+    order = np.arange(a)
+    kept = np.empty((f, a), dtype=bool)
+    for start in range(0, f, chunk):
+        r, lat, en = (x[start : start + chunk] for x in (rewards, latency, energy))
+        # dom[i, j, k]: in frame i, action j dominates action k
+        no_worse = (
+            (r[:, :, None] >= r[:, None, :])
+            & (lat[:, :, None] <= lat[:, None, :])
+            & (en[:, :, None] <= en[:, None, :])
+        )
+        better = (
+            (r[:, :, None] > r[:, None, :])
+            | (lat[:, :, None] < lat[:, None, :])
+            | (en[:, :, None] < en[:, None, :])
+            | (order[:, None] < order[None, :])
+        )
+        kept[start : start + chunk] = ~np.any(no_worse & better, axis=1)
+    width = int(kept.sum(axis=1).max())
+    first = np.argsort(~kept, axis=1, kind="stable")[:, :width]  # the kept actions, in index order
+    count = kept.sum(axis=1, keepdims=True)
+    return np.where(np.arange(width)[None, :] < count, first, first[:, :1])
+
+
 def _argmax_lagrangian(rewards, latency, energy, lam, limits) -> np.ndarray:
     score = rewards - (lam[0] / limits[0]) * latency - (lam[1] / limits[1]) * energy
     return np.argmax(score, axis=-1)
@@ -180,17 +222,25 @@ def _multiplier_bound(rewards, latency, energy, limits) -> float:
     return max(spread / float(slack.min()), 1e-6)
 
 
-def _bracket(violated, steps: int = _BISECTION_STEPS) -> tuple[float, float]:
+def _bracket(violated, steps: int = _BISECTION_STEPS, guess: float | None = None) -> tuple[float, float]:
     """Bracket ``(lo, hi)`` of the smallest multiplier at which ``violated`` turns False (``(0, 0)`` if at 0).
 
     ``violated(lam)`` says whether the average cost is over its limit; it is monotone (True, then
-    False) because an average cost falls as its own multiplier rises.
+    False) because an average cost falls as its own multiplier rises. ``guess``: a nearby multiplier
+    (the last search's); the bracket then starts 0.1 % around it and widens until it holds the root.
     """
     if not violated(0.0):
         return 0.0, 0.0
     low, high = 0.0, 1.0
+    if guess is not None and guess > 0.0:
+        low, high = guess * 0.999, guess * 1.001
+        while not violated(low):
+            high, low = low, low * 0.5
+            if low < 1e-12:
+                low = 0.0
+                break
     while violated(high):
-        low, high = high, 4.0 * high
+        low, high = high, 4.0 * high if guess is None else 2.0 * high
         if high > 1e9:
             raise ValueError("MEG oracle: a limit cannot be met by any action on the sampled frames")
     for _ in range(steps):
@@ -257,6 +307,16 @@ def solve_meg_oracle(
     # average in O(A + F_pieces) instead of O(F A).
     x_sorted = np.sort(inv_rate)
     x_prefix = np.concatenate([[0.0], np.cumsum(x_sorted)])
+    reduced: dict[str, np.ndarray] = {}
+    if rewards.ndim == 2:
+        keep = pareto_actions(rewards, latency, energy)
+        reduced = {
+            "reward": np.take_along_axis(rewards, keep, axis=1),
+            "latency": np.take_along_axis(latency, keep, axis=1),
+            "energy": np.take_along_axis(energy, keep, axis=1),
+        }
+    buffers = (np.empty(reduced["reward"].shape), np.empty(reduced["reward"].shape)) if reduced else ()
+    row_offset = rows * (reduced["reward"].shape[1] if reduced else 0)
 
     def pure(lam: tuple[float, float]) -> tuple[float, float, float, float]:
         """Dual value, and average reward, latency and energy of the Lagrangian argmax at ``lam``."""
@@ -275,20 +335,31 @@ def solve_meg_oracle(
             latency_avg = (n @ grid.compute_latency_s[lines] + sx @ bits) / f
             energy_avg = (n @ grid.compute_energy_j[lines] + config.tx_power_w * (sx @ bits)) / f
             return float(dual), float(n @ rewards[lines] / f), float(latency_avg), float(energy_avg)
-        score = base - np.multiply.outer(inv_rate, slope)
-        idx = np.argmax(score, axis=-1)
-        reward = rewards[rows, idx]
-        dual = score[rows, idx].mean() + lam[0] + lam[1]
+        # Frame-dependent rewards: only each frame's Pareto-optimal actions can be an argmax. The score
+        # is built in two preallocated buffers (this runs ~1,000 times per solve).
+        score, tmp = buffers
+        np.multiply(reduced["latency"], -a_l, out=score)
+        score += reduced["reward"]
+        np.multiply(reduced["energy"], a_e, out=tmp)
+        score -= tmp
+        flat = np.argmax(score, axis=-1)
+        flat += row_offset
+        dual = score.ravel()[flat].mean() + lam[0] + lam[1]
         return (
             float(dual),
-            float(reward.mean()),
-            float(latency[rows, idx].mean()),
-            float(energy[rows, idx].mean()),
+            float(reduced["reward"].ravel()[flat].mean()),
+            float(reduced["latency"].ravel()[flat].mean()),
+            float(reduced["energy"].ravel()[flat].mean()),
         )
+
+    last = {"lam_l": None}
 
     def best_latency_multiplier(lam_e: float) -> tuple[float, float]:
         """Bracket of the minimiser over lambda_L of the dual: where the average latency crosses L_max."""
-        return _bracket(lambda lam_l: pure((lam_l, lam_e))[2] > limits[0])
+        # warm start: the golden-section steps move lambda_E a little, and lambda_L with it
+        bracket = _bracket(lambda lam_l: pure((lam_l, lam_e))[2] > limits[0], guess=last["lam_l"])
+        last["lam_l"] = bracket[1] if bracket[1] > 0 else None
+        return bracket
 
     def dual_over_energy_multiplier(lam_e: float) -> float:
         return pure((best_latency_multiplier(lam_e)[1], lam_e))[0]

@@ -216,7 +216,7 @@ def test_vector_envs_keep_costs_aligned(env_id, kwargs, mode):
         assert info["cost"].shape == (3,)
 
 
-def _check_result(env: gym.Env, result: OracleResult) -> None:
+def _check_result(env: gym.Env, result: OracleResult, kind: str | None = None) -> None:
     assert isinstance(result, OracleResult)
     assert result.action.dtype == np.float32 and env.action_space.contains(result.action)
     assert not result.action.flags.writeable
@@ -227,7 +227,7 @@ def _check_result(env: gym.Env, result: OracleResult) -> None:
     assert np.isfinite(result.objective) and result.iterations >= 0 and result.solve_time_s >= 0
     if result.status == "optimal":
         assert result.gap <= 1e-6
-    np.testing.assert_array_equal(env.unwrapped.oracle_action(), result.action)
+    np.testing.assert_array_equal(env.unwrapped.oracle_action(kind), result.action)
 
 
 @pytest.mark.parametrize(("env_id", "kwargs"), ORACLE_CASES, ids=ORACLE_CASE_IDS)
@@ -235,35 +235,54 @@ def test_oracle_result_is_consistent_with_the_step(env_id, kwargs):
     env = make(env_id, **kwargs)
     unwrapped = env.unwrapped
     spec = unwrapped.cost_spec
+    assert unwrapped.oracle_kinds[0] == "cmdp"  # the yardstick is the default everywhere
     steps = {"edgegen/SFLAM-v0": 6}.get(env_id, 3 * unwrapped.horizon)
-    env.reset(seed=11)
-    for _ in range(steps):
-        result = unwrapped.oracle()
-        _check_result(env, result)
-        _, _, _, truncated, info = env.step(result.action)
-        if unwrapped.oracle_is_per_step:
-            # the objective is the env's own per-step objective at the returned action
-            assert info[unwrapped.objective_key] == pytest.approx(result.objective, rel=1e-12)
-            if result.status != "infeasible":  # never a limit-breaking action without saying so
-                assert np.all(info["costs"] <= spec.limits_array * (1 + 1e-12)), info["costs"]
-        if truncated:
-            env.reset()
+    for kind in unwrapped.oracle_kinds:
+        env.reset(seed=11)
+        for _ in range(steps):
+            result = unwrapped.oracle(kind)
+            _check_result(env, result, kind)
+            _, _, _, truncated, info = env.step(result.action)
+            if unwrapped.oracle_objective_is_per_step(kind):
+                # the objective is the env's own per-step objective at the returned action
+                assert info[unwrapped.objective_key] == pytest.approx(result.objective, rel=1e-12)
+                if result.status != "infeasible":  # never a limit-breaking action without saying so
+                    assert np.all(info["costs"] <= spec.limits_array * (1 + 1e-12)), info["costs"]
+            if truncated:
+                env.reset()
+    with pytest.raises(ValueError, match="oracle kind must be one of"):
+        unwrapped.oracle("exact")
 
 
-def test_stationary_oracle_objective_is_its_mean_per_step_objective():
-    # MEG's oracle is a policy over frames: its objective is the expected ln MSE per frame.
-    env = make("edgegen/MEG-v0")
+# The CMDP oracles are stationary policies: over fresh episodes their mean objective per step is
+# their objective, and their mean cost per step is within each limit, up to sampling noise (3 SE;
+# episodes are the independent units, since an episode's rounds share its devices).
+CMDP_CASES = [
+    ("edgegen/MEG-v0", {}, 20),
+    ("edgegen/FedDiffusion-v0", {}, 40),
+    ("edgegen/SFLAM-v0", {"preset": "small"}, 12),
+]
+
+
+@pytest.mark.parametrize(("env_id", "kwargs", "episodes"), CMDP_CASES, ids=[c[0][8:] for c in CMDP_CASES])
+def test_cmdp_oracle_objective_and_costs_are_its_means_per_step(env_id, kwargs, episodes):
+    env = make(env_id, **kwargs)
     unwrapped = env.unwrapped
-    values = []
-    for seed in range(20):
+    objectives, costs = [], []
+    for seed in range(episodes):
         env.reset(seed=1000 + seed)
         for _ in range(unwrapped.horizon):
-            _, _, _, _, info = env.step(unwrapped.oracle_action())
-            values.append(info[unwrapped.objective_key])
-    values = np.asarray(values)
+            _, _, _, _, info = env.step(unwrapped.oracle_action("cmdp"))
+            objectives.append(info[unwrapped.objective_key])
+            costs.append(info["costs"])
+    per_episode = np.asarray(objectives).reshape(episodes, -1).mean(axis=1)
+    cost_episodes = np.asarray(costs).reshape(episodes, unwrapped.horizon, -1).mean(axis=1)
     env.reset(seed=0)
-    half_width = 3.0 * values.std() / np.sqrt(values.size)
-    assert abs(values.mean() - unwrapped.oracle().objective) <= half_width
+    result = unwrapped.oracle("cmdp")
+    half_width = 3.0 * per_episode.std(ddof=1) / np.sqrt(episodes)
+    assert abs(per_episode.mean() - result.objective) <= half_width
+    cost_half = 3.0 * cost_episodes.std(axis=0, ddof=1) / np.sqrt(episodes)
+    assert np.all(cost_episodes.mean(axis=0) <= unwrapped.cost_spec.limits_array + cost_half)
 
 
 @pytest.mark.parametrize("env_id", IDS)

@@ -69,7 +69,7 @@ def test_oracle_action_reaches_oracle_energy_and_beats_baselines():
     u = env.unwrapped
     for _ in range(20):
         problem = u.round_problem()
-        oracle = u.oracle_action()
+        oracle = u.oracle_action("per_round")
         feasible = problem.feasible
         # the env's energy for the oracle action is the oracle's energy; no feasible device is late
         probe = pickle.loads(pickle.dumps(u))
@@ -267,9 +267,11 @@ def test_oracle_in_info_off_solves_lazily_with_the_same_answer():
     _, _, _, _, info = lazy.step(action)
     assert "oracle_energy_j" not in info
     _, _, _, _, info_eager = eager.step(action)
-    np.testing.assert_array_equal(lazy.unwrapped.oracle_action(), eager.unwrapped.oracle_action())
-    _, _, _, _, info = lazy.step(lazy.unwrapped.oracle_action())
-    _, _, _, _, info_eager = eager.step(eager.unwrapped.oracle_action())
+    np.testing.assert_array_equal(
+        lazy.unwrapped.oracle_action("per_round"), eager.unwrapped.oracle_action("per_round")
+    )
+    _, _, _, _, info = lazy.step(lazy.unwrapped.oracle_action("per_round"))
+    _, _, _, _, info_eager = eager.step(eager.unwrapped.oracle_action("per_round"))
     assert (
         info["energy_j"] == info_eager["energy_j"] == pytest.approx(info_eager["oracle_energy_j"], rel=1e-12)
     )
@@ -293,7 +295,7 @@ def test_oracle_action_makes_no_device_late_that_can_be_on_time(kwargs, episodes
         env.reset(seed=77000 + episode)
         for _ in range(env.unwrapped.horizon):
             feasible = env.unwrapped.round_problem().feasible
-            _, _, _, _, info = env.step(env.unwrapped.oracle_action())
+            _, _, _, _, info = env.step(env.unwrapped.oracle_action("per_round"))
             late_but_feasible += int(np.count_nonzero(info["late"] & feasible))
             device_rounds += feasible.size
     assert device_rounds == episodes * env.unwrapped.horizon * env.unwrapped.config.num_devices

@@ -144,3 +144,82 @@ def test_cvxpy_rejects_batches():
     )
     with pytest.raises(ValueError, match="one round"):
         solve_round_cvxpy(batch)
+
+
+# -- the CMDP oracle (solvers.fed_cmdp) ---------------------------------------------------------------
+
+
+def _sampled_episodes(config, episodes, seed):
+    from envs.fed_diffusion.env import EpisodeBuilder, draw_episode
+
+    rng = np.random.default_rng(seed)
+    draws = [draw_episode(config, rng) for _ in range(episodes)]
+    return EpisodeBuilder(config).build(**{k: np.stack([d[k] for d in draws]) for k in draws[0]}).problem
+
+
+def test_cheapest_late_choice_is_an_end_of_the_share_range():
+    from envs.fed_diffusion.config import make_config
+    from envs.fed_diffusion.energy import round_outcome
+    from solvers.fed_cmdp import device_choices
+
+    problem = _sampled_episodes(make_config(), 2, seed=31)[:, :3]  # (2, 3, K)
+    _, _, late_share, late_energy = device_choices(problem)
+    best = np.full(problem.gain.shape, np.inf)
+    for s in np.linspace(0.0, 1.0, 2001):  # every share on a fine grid: the late ones
+        out = round_outcome(problem, np.full(problem.gain.shape, s))
+        best = np.where(out.late, np.minimum(best, out.energy_j), best)
+    np.testing.assert_allclose(late_energy, best, rtol=1e-12)
+    assert set(np.unique(late_share)) <= {0.0, 1.0}
+
+
+def test_cmdp_threshold_policy_is_the_lp_optimum_of_the_samples():
+    from scipy.optimize import linprog
+
+    from envs.fed_diffusion.config import make_config
+    from solvers.fed_cmdp import device_choices, fit_cmdp_policy
+
+    cfg = make_config(deadline_miss_fraction_limit=0.01)  # binds on these samples
+    problem = _sampled_episodes(cfg, 12, seed=32)
+    policy = fit_cmdp_policy(problem, cfg.deadline_miss_fraction_limit)
+    _, on_e, _, late_e = device_choices(problem)
+    on_e, late_e = on_e.ravel(), late_e.ravel()
+    forced = ~np.isfinite(on_e)
+    n, rounds = on_e.size, on_e.size // cfg.num_devices
+    # x = probability that a (round, device) pair goes late: min sum(on (1 - x) + late x), sum x <= eps n
+    lp = linprog(
+        np.where(forced, 0.0, late_e - on_e),
+        A_ub=np.ones((1, n)),
+        b_ub=[cfg.deadline_miss_fraction_limit * n],
+        bounds=[(1, 1) if f else (0, 1) for f in forced],
+        method="highs",
+    )
+    assert lp.status == 0
+    optimum = (lp.fun + np.sum(np.where(forced, late_e, on_e))) / rounds
+    assert policy.expected_energy_j == pytest.approx(optimum, rel=1e-9)
+    assert (
+        policy.dual_value == pytest.approx(optimum, rel=1e-9)
+        and policy.dual_value <= policy.expected_energy_j
+    )
+    assert policy.expected_miss_fraction == pytest.approx(cfg.deadline_miss_fraction_limit, rel=1e-12)
+    assert policy.threshold_j > 0 and policy.status == "optimal"
+
+
+def test_cmdp_policy_meets_the_average_limit_on_fresh_episodes():
+    from envs.fed_diffusion.config import make_config
+    from envs.fed_diffusion.energy import round_outcome
+    from envs.fed_diffusion.env import cmdp_policy
+
+    cfg = make_config(deadline_miss_fraction_limit=0.025)  # binding (3 % would go late freely)
+    policy = cmdp_policy(cfg)
+    assert policy.status == "optimal" and policy.threshold_j > 0
+    fresh = _sampled_episodes(cfg, 400, seed=33)  # (400, R, K): episodes are the independent units
+    shares, _ = policy.shares(fresh)
+    out = round_outcome(fresh, shares)
+    miss = out.late.mean(axis=(1, 2))
+    energy = out.energy_j.sum(axis=-1).mean(axis=1)
+    se = lambda x: x.std(ddof=1) / np.sqrt(x.size)  # noqa: E731
+    assert abs(miss.mean() - policy.expected_miss_fraction) <= 3 * se(miss)
+    assert abs(energy.mean() - policy.expected_energy_j) <= 3 * se(energy)
+    # and it spends less than the per-round oracle, which lets no device be late
+    per_round = solve_round_energy(fresh).total_energy_j.mean()
+    assert energy.mean() < per_round

@@ -109,9 +109,11 @@ def test_batched_oracle_equals_the_scalar_oracles(env_id, kwargs):
     batched, sync = _pair(env_id, kwargs, AutoresetMode.NEXT_STEP, n=3)
     batched.reset(seed=21)
     sync.reset(seed=21)
-    for _ in range(2):
-        results = batched.oracle()
-        scalar = sync.call("oracle")
+    for kind in ("cmdp", "per_round", "cmdp"):
+        if kind not in sync.envs[0].unwrapped.oracle_kinds:
+            continue
+        results = batched.oracle(kind)
+        scalar = sync.call("oracle", kind)
         for mine, theirs in zip(results, scalar, strict=True):
             np.testing.assert_allclose(mine.action, theirs.action, atol=2e-7)
             assert mine.objective == pytest.approx(theirs.objective, rel=1e-9)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -15,12 +16,15 @@ from envs.integrity import verify_asset
 from envs.oracle_result import OracleResult
 from envs.quantization import payload_bits
 from envs.wireless import channel_gain, path_loss_db_macro, rayleigh_power_gain, shadowing_db
+from solvers.fed_cmdp import FedCMDPPolicy, fit_cmdp_policy
 from solvers.fed_energy import solve_round_energy
 
 __all__ = [
     "Episode",
     "EpisodeBuilder",
     "FedDiffusionEnv",
+    "cmdp_oracle_results",
+    "cmdp_policy",
     "draw_episode",
     "feasible_float32_action",
     "solve_oracle_results",
@@ -108,12 +112,19 @@ class FedDiffusionEnv(EdgeGenEnv[FedDiffusionConfig]):
 
     ## Oracle
 
-    ``oracle()`` returns the exact minimum-energy allocation of the current round as an
-    ``OracleResult`` (``solvers.fed_energy.solve_round_energy``: KKT, Lambert W, a Newton search for the
-    deadline multiplier): ``objective`` is the round energy in J of its float32 action (rounded inward so
-    that no device that can meet the deadline is late), ``lower_bound`` the exact optimum, ``status``
-    "optimal", or "infeasible" when some device cannot meet the deadline even at ``f_max`` and
-    ``p_max`` (it then runs flat out). ``oracle_action()`` is its action.
+    ``oracle(kind)`` returns an ``OracleResult``:
+
+    - ``"cmdp"`` (default, the yardstick): the best stationary policy under the env's *average*
+      miss-fraction limit (``solvers.fed_cmdp``). A device goes late when that saves more energy than
+      a threshold fitted on 2,048 sampled episodes; on-time devices get the per-round KKT share.
+      ``objective`` is the policy's expected round energy in J, ``lower_bound`` its Lagrange dual
+      value (equal: a fractional knapsack over the samples).
+    - ``"per_round"``: the exact minimum-energy allocation of the current round with no device late
+      (``solvers.fed_energy.solve_round_energy``: KKT, Lambert W, a Newton search for the deadline
+      multiplier): ``objective`` is the round energy in J of its float32 action (rounded inward so
+      that no device that can meet the deadline is late), ``lower_bound`` the exact optimum,
+      ``status`` "optimal", or "infeasible" when some device cannot meet the deadline even at
+      ``f_max`` and ``p_max`` (it then runs flat out).
 
     ## Arguments
 
@@ -177,7 +188,7 @@ class FedDiffusionEnv(EdgeGenEnv[FedDiffusionConfig]):
         self._action_shape = (k,)
         self._live: Any = None
         self._episode: RoundProblem | None = None
-        self._oracle: list[OracleResult] | None = None
+        self._per_round: list[OracleResult] | None = None
 
     def _info_template(self) -> dict[str, Any]:
         k = self.config.num_devices
@@ -212,7 +223,7 @@ class FedDiffusionEnv(EdgeGenEnv[FedDiffusionConfig]):
         cfg, rng = self.config, self.np_random
         episode = self.builder.build(**draw_episode(cfg, rng))
         self._episode = episode.problem
-        self._oracle = None
+        self._per_round = None
         if cfg.oracle_in_info:
             self._solve_oracle()
         self._bits, self._demanded = episode.bits, episode.demanded_bits
@@ -293,21 +304,25 @@ class FedDiffusionEnv(EdgeGenEnv[FedDiffusionConfig]):
         return self.config.live_quality_weight * loss
 
     # -- oracle and baselines ---------------------------------------------------------------------
-    def oracle(self) -> OracleResult:
-        """The exact minimum-energy allocation of the current round (KKT; see the class docstring)."""
+    oracle_kinds: ClassVar[tuple[str, ...]] = ("cmdp", "per_round")
+
+    def _oracle(self, kind: str) -> OracleResult:
         r = self._check_in_episode()
-        return self._solve_oracle()[r]
+        if kind == "per_round":
+            return self._solve_oracle()[r]
+        assert self._episode is not None
+        return cmdp_oracle_results(self.config, self._episode[r : r + 1])[0]
 
     def oracle_energy_j(self) -> float:
-        """Round energy of the oracle's action in the current round (J): ``oracle().objective``."""
-        return self.oracle().objective
+        """Round energy of the per-round oracle's action in the current round (J)."""
+        return self.oracle("per_round").objective
 
     def _solve_oracle(self) -> list[OracleResult]:
         # The whole episode is drawn at reset, so one vectorised call solves every round.
-        if self._oracle is None:
+        if self._per_round is None:
             assert self._episode is not None
-            self._oracle = solve_oracle_results(self._episode)
-        return self._oracle
+            self._per_round = solve_oracle_results(self._episode)
+        return self._per_round
 
     def _baseline(self, name: str) -> np.ndarray:
         return self.equal_split_action()  # the only baseline
@@ -324,6 +339,12 @@ class FedDiffusionEnv(EdgeGenEnv[FedDiffusionConfig]):
             "distance_m": self._distance_m.copy(),
             "demanded_bits": self._demanded.copy(),
         }
+
+    def episode_problem(self) -> RoundProblem:
+        """The physical data of every round of the episode, shape (R, K) (for solvers and analysis)."""
+        if self._episode is None:
+            raise RuntimeError("FedDiffusion-v0: no episode yet; call reset() first")
+        return self._episode
 
     def round_problem(self) -> RoundProblem:
         """The physical data of the current round (for solvers and analysis)."""
@@ -483,6 +504,57 @@ def solve_oracle_results(problem: RoundProblem) -> list[OracleResult]:
             iterations=sol.iterations,
             solve_time_s=per_round_s,
             details={"devices_unable_to_meet_deadline": int(np.count_nonzero(~device_ok[b]))},
+        )
+        for b in range(len(action))
+    ]
+
+
+_CMDP_SEED, _CMDP_EPISODES = 20_261_203, 2048  # the CMDP oracle's sampled episodes
+_CMDP_POLICIES: dict[FedDiffusionConfig, FedCMDPPolicy] = {}  # fitted once per config and process
+
+
+def cmdp_policy(config: FedDiffusionConfig) -> FedCMDPPolicy:
+    """The CMDP oracle's threshold policy for ``config``.
+
+    Fitted on 2,048 episodes drawn by the env's own model from a fixed seed, once per config and
+    process (~0.5 s at the default).
+    """
+    policy = _CMDP_POLICIES.get(config)
+    if policy is None:
+        rng = np.random.default_rng(_CMDP_SEED)
+        draws = [draw_episode(config, rng) for _ in range(_CMDP_EPISODES)]
+        episode = EpisodeBuilder(config).build(**{k: np.stack([d[k] for d in draws]) for k in draws[0]})
+        policy = fit_cmdp_policy(episode.problem, config.deadline_miss_fraction_limit)
+        _CMDP_POLICIES[config] = policy
+    return policy
+
+
+def cmdp_oracle_results(config: FedDiffusionConfig, problem: RoundProblem) -> list[OracleResult]:
+    """The CMDP oracle's action in every round of ``problem`` (shape (B, K)), one ``OracleResult`` each.
+
+    On-time devices get the per-round KKT share (rounded inward like the per-round oracle's), the
+    devices the policy sends late the cheaper end (-1 or 1). ``objective`` and ``lower_bound`` are the
+    policy's expected round energy and its dual value.
+    """
+    start = time.perf_counter()
+    policy = cmdp_policy(config)
+    shares, late = policy.shares(problem)
+    action = feasible_float32_action(problem, np.where(late, 0.5, shares))
+    action = np.where(late, (2.0 * shares - 1.0).astype(np.float32), action)
+    per_round_s = (time.perf_counter() - start) / len(action)
+    return [
+        OracleResult(
+            action=action[b],
+            objective=policy.expected_energy_j,
+            lower_bound=policy.dual_value,
+            status=policy.status,
+            iterations=policy.samples,
+            solve_time_s=per_round_s,
+            details={
+                "late_devices": int(np.count_nonzero(late[b])),
+                "expected_miss_fraction": policy.expected_miss_fraction,
+                "threshold_j": policy.threshold_j,
+            },
         )
         for b in range(len(action))
     ]

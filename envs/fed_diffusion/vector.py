@@ -13,7 +13,13 @@ import numpy as np
 
 from envs.base import EdgeGenEnv
 from envs.fed_diffusion.energy import RoundProblem, device_outcome
-from envs.fed_diffusion.env import EpisodeBuilder, FedDiffusionEnv, draw_episode, solve_oracle_results
+from envs.fed_diffusion.env import (
+    EpisodeBuilder,
+    FedDiffusionEnv,
+    cmdp_oracle_results,
+    draw_episode,
+    solve_oracle_results,
+)
 from envs.oracle_result import OracleResult
 from envs.vector import BatchedEdgeGenEnv
 
@@ -88,11 +94,13 @@ class FedDiffusionVectorEnv(BatchedEdgeGenEnv):
         miss = np.count_nonzero(out.late, axis=1) / energy.shape[1]
         return next_obs, -total / self._energy_scale_j, miss[:, None], total
 
-    def oracle(self) -> list[OracleResult]:
-        """The exact allocation of every sub-env's current round: one vectorised KKT solve for all N."""
+    def _oracle(self, kind: str) -> list[OracleResult]:
+        """Every sub-env's current round in one vectorised solve (per-round KKT, or the CMDP policy)."""
         if (self._t >= self.horizon).any():
             raise RuntimeError("FedDiffusion-v0: a sub-env has no episode in progress; call reset() first")
-        return solve_oracle_results(self.round_problems())
+        if kind == "per_round":
+            return solve_oracle_results(self.round_problems())
+        return cmdp_oracle_results(self.config, self.round_problems())
 
     def round_problems(self) -> RoundProblem:
         """The current round of every sub-env as one batched ``RoundProblem`` of shape (N, K)."""

@@ -144,7 +144,7 @@ class MEGEnv(EdgeGenEnv[MEGConfig]):
     cost_names: ClassVar[tuple[str, ...]] = ("latency_s", "energy_j")
     cost_units: ClassVar[tuple[str, ...]] = ("s", "J")
     objective_key: ClassVar[str] = "ln_mse"
-    oracle_is_per_step: ClassVar[bool] = False
+    oracle_kinds: ClassVar[tuple[str, ...]] = ("cmdp",)
     baseline_names: ClassVar[tuple[str, ...]] = ("best_fixed",)
 
     def __init__(
@@ -314,7 +314,7 @@ class MEGEnv(EdgeGenEnv[MEGConfig]):
         """The solved dual-decomposition policy of this configuration (cached per configuration)."""
         return _oracle(self.config)
 
-    def oracle(self) -> OracleResult:
+    def _oracle(self, kind: str) -> OracleResult:
         """The best stationary policy's action in the current frame.
 
         ``objective`` is the policy's expected ln MSE per frame (the negated expected reward) and

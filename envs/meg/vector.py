@@ -131,7 +131,7 @@ class MEGVectorEnv(BatchedEdgeGenEnv):
         np.clip(obs, -_OBS_CLIP, _OBS_CLIP, out=obs)
         return obs, -ln_mse, np.stack((latency, energy), axis=1), ln_mse
 
-    def oracle(self) -> list[OracleResult]:
+    def _oracle(self, kind: str) -> list[OracleResult]:
         """The stationary oracle's action in every sub-env's current frame: one vectorised choice."""
         if (self._t >= self.horizon).any():
             raise RuntimeError("MEG-v0: a sub-env has no episode in progress; call reset() first")

@@ -64,7 +64,7 @@ class SFLAMVectorEnv(BatchedEdgeGenEnv):
         )
         return s["obs"][rows, t + 1], -objective, latency[:, None], objective
 
-    def _sub_env_oracle(self, i: int) -> OracleResult:
+    def _sub_env_oracle(self, i: int, kind: str) -> OracleResult:
         env: SFLAMEnv = self.envs[i]  # type: ignore[assignment]
         env._t = int(self._t[i])  # the scalar env holds the episode; point it at the current round
-        return env.oracle()
+        return env.oracle(kind)
