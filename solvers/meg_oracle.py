@@ -315,7 +315,8 @@ def solve_meg_oracle(
             "latency": np.take_along_axis(latency, keep, axis=1),
             "energy": np.take_along_axis(energy, keep, axis=1),
         }
-    buffers = (np.empty(reduced["reward"].shape), np.empty(reduced["reward"].shape)) if reduced else ()
+    shape = reduced["reward"].shape if reduced else (0, 0)
+    buffers = (np.empty(shape), np.empty(shape))
     row_offset = rows * (reduced["reward"].shape[1] if reduced else 0)
 
     def pure(lam: tuple[float, float]) -> tuple[float, float, float, float]:
@@ -352,7 +353,7 @@ def solve_meg_oracle(
             float(reduced["energy"].ravel()[flat].mean()),
         )
 
-    last = {"lam_l": None}
+    last: dict[str, float | None] = {"lam_l": None}
 
     def best_latency_multiplier(lam_e: float) -> tuple[float, float]:
         """Bracket of the minimiser over lambda_L of the dual: where the average latency crosses L_max."""
