@@ -322,9 +322,9 @@ def solve_meg_oracle(
     def pure(lam: tuple[float, float]) -> tuple[float, float, float, float]:
         """Dual value, and average reward, latency and energy of the Lagrangian argmax at ``lam``."""
         a_l, a_e = lam[0] / limits[0], lam[1] / limits[1]
-        base = rewards - a_l * grid.compute_latency_s - a_e * grid.compute_energy_j
-        slope = grid.payload_bits * (a_l + a_e * config.tx_power_w)  # score = base - slope / rate
         if rewards.ndim == 1:
+            base = rewards - a_l * grid.compute_latency_s - a_e * grid.compute_energy_j
+            slope = grid.payload_bits * (a_l + a_e * config.tx_power_w)  # score = base - slope / rate
             lines, starts = _upper_envelope(base, slope)
             cut = np.searchsorted(x_sorted, starts[1:], side="left")
             bounds = np.concatenate([[0], cut, [x_sorted.size]])
