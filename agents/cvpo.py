@@ -43,6 +43,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from torch import nn
 from torch.nn import functional as F
 
+from agents.checkpoints import CheckpointMismatchError, check_env_fits, checkpoint_kind
+from agents.finite import check_transition, env_label
 from envs.cmdp import CostSpec, get_cost_spec
 
 __all__ = ["CVPO", "CVPOConfig", "centre_cost_q", "estep_dual", "q_threshold", "solve_estep_dual"]
@@ -636,6 +638,7 @@ class CVPO:
         end = self.num_timesteps + total_timesteps
         total_timesteps = end  # SB3 callbacks (the progress bar) read the absolute target from locals
         cb.on_training_start(locals(), globals())
+        env_name = env_label(env)
         while self.num_timesteps < end:
             # Act: uniform random until learning_starts, then the stochastic policy.
             obs = np.asarray(self._last_obs)
@@ -648,6 +651,7 @@ class CVPO:
             actions = np.clip(raw, -1.0, 1.0)
             new_obs, rewards, dones, infos = env.step(self._to_env(actions).reshape(n_envs, *self._act_shape))
             costs = np.array([info["costs"] for info in infos], dtype=np.float32)
+            check_transition(env_name, self.num_timesteps, new_obs, rewards, costs, infos)
             next_obs = np.array(new_obs, dtype=np.float32).reshape(n_envs, -1)
             terminated = np.zeros(n_envs, np.float32)
             for i, done in enumerate(dones):
@@ -884,6 +888,11 @@ class CVPO:
         path = Path(path)
         if not path.exists() and path.with_suffix(".zip").exists():
             path = path.with_suffix(".zip")
+        if checkpoint_kind(path) == "stable-baselines3":
+            raise CheckpointMismatchError(
+                f"{path} is a stable-baselines3 checkpoint (PPOLagrangian), not a CVPO one: load it with "
+                "PPOLagrangian.load"
+            )
         try:
             with zipfile.ZipFile(path) as archive:
                 meta = json.loads(archive.read("cvpo.json"))
@@ -905,6 +914,14 @@ class CVPO:
         )
         if env is None:
             env = _PlaceholderEnv(meta)
+        else:
+            check_env_fits(
+                path,
+                env.envs[0] if isinstance(env, VecEnv) and hasattr(env, "envs") else env,
+                tuple(meta["observation_shape"]),
+                tuple(meta["action_shape"]),
+                tuple(meta["cost_spec"]["names"]),
+            )
         model = cls(env, config, cost_limits=meta["cost_spec"]["limits"], device=device)
         for name in model._modules():
             getattr(model, name).load_state_dict(state[name])

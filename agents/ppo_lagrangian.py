@@ -29,8 +29,10 @@ from stable_baselines3.common.utils import explained_variance, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
 
+from agents.checkpoints import CheckpointMismatchError, check_env_fits, checkpoint_kind
 from agents.cost_buffer import CostRolloutBuffer
 from agents.cost_policy import CostActorCriticPolicy
+from agents.finite import check_transition, env_label
 from envs.cmdp import CostSpec, get_cost_spec
 
 __all__ = ["PPOLagrangian"]
@@ -94,6 +96,15 @@ class PPOLagrangian(PPO):
                 raise ValueError(f"{name} must be >= 0, got {value}")
         if not lambda_max > 0:
             raise ValueError(f"lambda_max must be > 0, got {lambda_max}")
+        # PPO arguments whose code path the Lagrangian update replaces: refuse them rather than
+        # silently train without them.
+        if kwargs.get("clip_range_vf") is not None:
+            raise ValueError(
+                "PPOLagrangian does not support clip_range_vf (its reward and cost value losses are "
+                f"unclipped); leave it None, got {kwargs['clip_range_vf']!r}"
+            )
+        if kwargs.get("use_sde"):
+            raise ValueError("PPOLagrangian does not support use_sde=True (state-dependent exploration)")
         if isinstance(env, str):
             env = gym.make(env)
         self.lagrangian = lagrangian
@@ -126,11 +137,65 @@ class PPOLagrangian(PPO):
             raise ValueError("cost_limits needs an env (its cost_spec names the costs)")
         super().__init__(policy, env, **kwargs)  # type: ignore[arg-type]
 
+    @classmethod
+    def load(
+        cls,
+        path: str | Any,
+        env: gym.Env | VecEnv | None = None,
+        device: th.device | str = "auto",
+        custom_objects: dict[str, Any] | None = None,
+        print_system_info: bool = False,
+        force_reset: bool = True,
+        **kwargs: Any,
+    ) -> PPOLagrangian:
+        """SB3's ``load``, with one-sentence errors for another algorithm's checkpoint or another env.
+
+        A CVPO archive names ``CVPO.load``; with ``env``, its observation and action shapes and its cost
+        names must be the checkpoint's (otherwise SB3 fails later with unrelated messages).
+        """
+        from pathlib import Path
+
+        file = Path(path) if isinstance(path, str | Path) else None
+        if file is not None and not file.exists() and file.with_suffix(".zip").exists():
+            file = file.with_suffix(".zip")
+        if file is not None and checkpoint_kind(file) == "CVPO":
+            raise CheckpointMismatchError(
+                f"{file} is a CVPO checkpoint, not a PPOLagrangian one: load it with CVPO.load"
+            )
+        if env is not None:
+            bare = super().load(
+                path,
+                env=None,
+                device=device,
+                custom_objects=custom_objects,
+                print_system_info=print_system_info,
+                **kwargs,
+            )
+            assert isinstance(bare, PPOLagrangian)
+            first = env.envs[0] if isinstance(env, VecEnv) and hasattr(env, "envs") else env
+            check_env_fits(
+                file if file is not None else "the checkpoint",
+                first,
+                tuple(bare.observation_space.shape or ()),
+                tuple(bare.action_space.shape or ()),
+                bare.cost_spec.names,
+            )
+        return super().load(
+            path,
+            env=env,
+            device=device,
+            custom_objects=custom_objects,
+            print_system_info=print_system_info,
+            force_reset=force_reset,
+            **kwargs,
+        )
+
     def _setup_model(self) -> None:
         super()._setup_model()
         self.ep_cost_buffer: deque[np.ndarray] = deque(maxlen=self._stats_window_size)
         self._finished_costs: list[np.ndarray] = []  # per-step average cost of episodes in this rollout
         self._ep_cost_sums = np.zeros((self.n_envs, self.cost_spec.num_costs))
+        self._env_label = env_label(self.env) if self.env is not None else "env"
         self._ep_lengths = np.zeros(self.n_envs, dtype=np.int64)
 
     # ---------------------------------------------------------------------------------------------
@@ -169,6 +234,7 @@ class PPOLagrangian(PPO):
                 return False
             self._update_info_buffer(infos, dones)
             costs = _costs_from_infos(infos, n_costs)
+            check_transition(self._env_label, self.num_timesteps, new_obs, rewards, costs, infos)
             self._track_episode_costs(costs, dones)
 
             if isinstance(self.action_space, spaces.Discrete):
