@@ -161,22 +161,20 @@ def pareto_actions(
     """
     f, a = rewards.shape
     order = np.arange(a)
+    lower_index = order[:, None] < order[None, :]
     kept = np.empty((f, a), dtype=bool)
     for start in range(0, f, chunk):
         r, lat, en = (x[start : start + chunk] for x in (rewards, latency, energy))
-        # dom[i, j, k]: in frame i, action j dominates action k
-        no_worse = (
-            (r[:, :, None] >= r[:, None, :])
-            & (lat[:, :, None] <= lat[:, None, :])
-            & (en[:, :, None] <= en[:, None, :])
-        )
-        better = (
-            (r[:, :, None] > r[:, None, :])
-            | (lat[:, :, None] < lat[:, None, :])
-            | (en[:, :, None] < en[:, None, :])
-            | (order[:, None] < order[None, :])
-        )
-        kept[start : start + chunk] = ~np.any(no_worse & better, axis=1)
+        # no_worse[i, j, k]: in frame i, action j is at least as good as k in all three; j dominates k
+        # when k is not also at least as good as j (strictly better somewhere), or when they tie and
+        # j has the lower index
+        no_worse = r[:, :, None] >= r[:, None, :]
+        no_worse &= lat[:, :, None] <= lat[:, None, :]
+        no_worse &= en[:, :, None] <= en[:, None, :]
+        mutual = no_worse & no_worse.transpose(0, 2, 1)
+        dominated = no_worse & ~mutual
+        dominated |= mutual & lower_index
+        kept[start : start + chunk] = ~np.any(dominated, axis=1)
     width = int(kept.sum(axis=1).max())
     first = np.argsort(~kept, axis=1, kind="stable")[:, :width]  # the kept actions, in index order
     count = kept.sum(axis=1, keepdims=True)

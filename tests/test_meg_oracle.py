@@ -97,3 +97,30 @@ def test_env_oracle_action_beats_baselines_and_meets_limits():
     assert out["oracle"][0] > out["best_fixed"][0] > out["random"][0]
     # 20 episodes of 64 frames: sampling error of a few percent at most
     assert out["oracle"][1][0] <= 3.8 * 1.03 and out["oracle"][1][1] <= 650.0 * 1.03
+
+
+def test_pareto_pruning_keeps_exactly_the_undominated_actions():
+    from solvers.meg_oracle import pareto_actions
+
+    rng = np.random.default_rng(3)
+    r, lat, en = (rng.integers(0, 6, (40, 30)).astype(float) for _ in range(3))  # many ties
+    r[:, 4], lat[:, 4], en[:, 4] = r[:, 9], lat[:, 9], en[:, 9]  # exact duplicates: keep the first
+    kept = pareto_actions(r, lat, en, chunk=7)
+    for i in range(40):
+        expected = {
+            b
+            for b in range(30)
+            if not any(
+                r[i, a] >= r[i, b]
+                and lat[i, a] <= lat[i, b]
+                and en[i, a] <= en[i, b]
+                and ((r[i, a], lat[i, a], en[i, a]) != (r[i, b], lat[i, b], en[i, b]) or a < b)
+                for a in range(30)
+                if a != b
+            )
+        }
+        assert set(kept[i].tolist()) == expected
+        # and the Lagrangian maximum over the kept actions is the maximum over all of them
+        for lam in ((0.0, 0.0), (0.3, 1.2), (2.0, 0.1)):
+            score = r[i] - lam[0] * lat[i] - lam[1] * en[i]
+            assert score[kept[i]].max() == score.max()
