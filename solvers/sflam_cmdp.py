@@ -102,6 +102,11 @@ class _Curve:
         self.t0 = float(fixed_s.max())
         self.t = latency_grid(config, self.t0)
         self.value, self.raw_bound, self.tail = round_curve(*self.args, self.t)
+        # a round that cannot finish by T_cap: its only choice is the least-latency action, beyond T_cap
+        self.least: tuple[float, float] | None = None
+        if not np.isfinite(self.value).any():
+            latency, objective = _least_latency_round(self)
+            self.least = (latency, objective - config.latency_weight * latency)
         self._update()
 
     def _update(self) -> None:
@@ -110,18 +115,28 @@ class _Curve:
         self.t_left = np.concatenate([[self.t0], self.t[:-1]])
 
     def best(self, weight: float) -> tuple[float, float]:
-        """(T, w T + cost) of the best grid point for latency weight ``weight``."""
-        i = int(np.argmin(weight * self.t + self.value))
-        return float(self.t[i]), float(weight * self.t[i] + self.value[i])
+        """(T, cost) of the best grid point for latency weight ``weight`` (least w T + cost)."""
+        if self.least is not None:
+            return self.least
+        with np.errstate(over="ignore"):  # a huge weight: inf ties resolve to the least T
+            score = weight * self.t + self.value
+        finite = np.isfinite(score)
+        i = int(np.argmin(score)) if finite.any() else int(np.argmax(np.isfinite(self.value)))
+        return float(self.t[i]), float(self.value[i])
 
     def lower(self, weight: float) -> float:
         """Certified lower bound on min_T (weight T + cost): cell by cell, and beyond the grid."""
+        if self.least is not None:  # T >= the least latency, and the tail bounds the cost at every T
+            return weight * self.least[0] + self.tail
         cells = float(np.min(weight * self.t_left + self.bound))
         return min(cells, weight * float(self.t[-1]) + self.tail)
 
     def split_open_cells(self, weight: float, tol: float) -> int:
         """Split (in four) every cell whose bound is below the best point by more than ``tol``."""
-        _, best = self.best(weight)
+        if self.least is not None:
+            return 0
+        t, cost = self.best(weight)
+        best = weight * t + cost
         cells = weight * self.t_left + self.bound
         wide = weight * (self.t - self.t_left) > 0.25 * tol * abs(best)
         open_cells = (cells < best - tol * abs(best)) & wide
@@ -189,7 +204,7 @@ def _fit(config: SFLAMConfig, curves: list[_Curve], bisections: int) -> dict:
         """Mean over rounds of the chosen T and of the objective (w_T T + cost) at multiplier ``mu``."""
         picks = np.array([c.best(w_t + mu) for c in curves])
         latency = picks[:, 0]
-        return float(latency.mean()), float((picks[:, 1] - mu * latency).mean())
+        return float(latency.mean()), float((w_t * latency + picks[:, 1]).mean())
 
     def dual(mu: float) -> float:
         return float(np.mean([c.lower(w_t + mu) for c in curves]) - mu * limit)
@@ -207,6 +222,18 @@ def _fit(config: SFLAMConfig, curves: list[_Curve], bisections: int) -> dict:
             for _ in range(bisections):
                 mid = 0.5 * (lo + hi)
                 lo, hi = (mid, hi) if policy(mid)[0] > limit else (lo, mid)
+    if status == "infeasible":
+        # no multiplier brings the mean latency to the limit: the least-violating policy takes each
+        # round's least latency (its first finite grid point); there is no feasible policy to bound
+        latency, objective = _least_latency(curves)
+        return {
+            "mus": (lo, hi),
+            "weight": 1.0,
+            "latency": latency,
+            "objective": objective,
+            "dual": objective,
+            "status": status,
+        }
     lat_slow, obj_slow = policy(lo)
     lat_fast, obj_fast = policy(hi)
     if status is None and lo != hi:
@@ -220,3 +247,17 @@ def _fit(config: SFLAMConfig, curves: list[_Curve], bisections: int) -> dict:
         "dual": max(dual(lo), dual(hi)),
         "status": status,
     }
+
+
+def _least_latency_round(curve: _Curve) -> tuple[float, float]:
+    """(latency, objective) of a round's least-latency action: the per-round solver's at a lost limit."""
+    config, block_gain, fixed_s, assignment = curve.args
+    unreachable = dataclasses.replace(config, round_latency_s_limit=0.5 * curve.t0)
+    sol = solve_sflam_dual(unreachable, block_gain, fixed_s, assignment=assignment)
+    return sol.round_latency_s, sol.objective
+
+
+def _least_latency(curves: list[_Curve]) -> tuple[float, float]:
+    """Mean latency and objective of the policy that takes every round's least-latency action."""
+    latency, objective = np.mean([_least_latency_round(c) for c in curves], axis=0)
+    return float(latency), float(objective)

@@ -134,8 +134,7 @@ class _Round:
         feasible = np.isfinite(floor)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             if self.w_e > 0:
-                x = 1.0 + lambertw((price / (k * tt) - 1.0) / np.e).real
-                share = np.clip(self.a / (x * tt), floor, 1.0)
+                share = np.clip(self.a / (_priced_rate(price, k * tt) * tt), floor, 1.0)
             else:  # energy is free: the least share
                 share = np.where(feasible, floor, 1.0)
             energy = k * share * tt * np.expm1(self.a / (share * tt))
@@ -145,6 +144,17 @@ class _Round:
 
     def price(self, log_price: np.ndarray) -> np.ndarray:
         return (self.w_e if self.w_e > 0 else 1.0) * np.exp(log_price)
+
+
+def _priced_rate(price: np.ndarray, kt: np.ndarray) -> np.ndarray:
+    """``x = a / (beta t)`` that minimises ``k beta t (e^x - 1) + price beta``: ``1 + W((price/kt - 1)/e)``.
+
+    At a price far below ``k t`` the argument rounds below W's branch point -1/e, where W is NaN; it is
+    clipped there (x = 0: the device wants the whole band, and the caller's clip to 1 applies).
+    """
+    arg = (price / kt - 1.0) / np.e
+    at_branch = arg <= -1.0 / np.e  # float -1/e itself gives NaN too
+    return np.where(at_branch, 0.0, 1.0 + lambertw(np.where(at_branch, 0.0, arg)).real)
 
 
 def _choose(values: np.ndarray, shares: np.ndarray, match: np.ndarray | None):
@@ -289,7 +299,7 @@ def _allocate(rnd: _Round, big_t: np.ndarray, bits: np.ndarray, blocks: np.ndarr
     def shares_at(log_price: np.ndarray) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             if rnd.w_e > 0:
-                xx = 1.0 + lambertw((np.exp(log_price)[:, None] / (k * t) - 1.0) / np.e).real
+                xx = _priced_rate(np.exp(log_price)[:, None], k * t)
                 return np.clip(a / (xx * t), floor, 1.0)
             return floor.copy()
 
@@ -321,12 +331,19 @@ def _least_latency(rnd: _Round, match: np.ndarray) -> tuple[np.ndarray, np.ndarr
         return floor[rows, match, 0]
 
     lo = float(rnd.fixed_s.max())
+    if not lo < 1e9:  # past this, T - fixed latency is lost to round-off
+        raise ValueError(
+            f"SFLAM round: any round latency limit cannot be met: the devices' fixed latency is {lo:.3g} s"
+        )
     hi = lo + 1.0
     # min_shares caps at 1 (inf above): grow T until every device fits, then until the sum fits
     while not np.sum(need(hi)) <= 1.0:
         lo, hi = hi, hi + 2.0 * (hi - float(rnd.fixed_s.max()))
         if hi > 1e9:
-            raise ValueError("SFLAM round: no round latency below 1e9 s uploads every device")
+            raise ValueError(
+                "SFLAM round: any round latency limit cannot be met: no round latency below 1e9 s "
+                "uploads every device"
+            )
     for _ in range(60):
         mid = 0.5 * (lo + hi)
         lo, hi = (lo, mid) if np.sum(need(mid)) <= 1.0 else (mid, hi)

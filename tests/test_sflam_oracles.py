@@ -144,3 +144,32 @@ def test_cmdp_policy_beats_the_per_round_oracle_and_meets_the_average_limit():
     sol = policy.solve_round(cfg, gains[0], fixed[0], blocks[0])
     assert sol.round_latency_s <= 4 * cfg.round_latency_s_limit
     assert sol.status in ("optimal", "feasible")
+
+
+def test_cmdp_policy_without_a_feasible_policy_takes_the_least_latency_action_every_round():
+    # Device clocks so slow that the fixed compute latency alone is hours: no policy meets T_max on
+    # average. The CMDP fit says "infeasible", reports the least-latency policy's finite means (the
+    # CI once saw NaN here), and its round decision is the per-round solver's least-latency action.
+    cfg = make_config("small", device_frequency_hz=2000.0)
+    env = gym.make("edgegen/SFLAM-v0", preset="small", device_frequency_hz=2000.0).unwrapped
+    env.reset(seed=0)
+    d = env._draw_episodes(np.random.default_rng(7), 1)
+    m = cfg.selected_devices
+    gains, fixed, blocks = (
+        d["block_gain"].reshape(-1, m, m),
+        d["fixed_s"].reshape(-1, m),
+        d["block"].reshape(-1, m),
+    )
+    policy = fit_cmdp_policy(cfg, gains, fixed, blocks)
+    assert policy.status == "infeasible"
+    least = [solve_sflam_dual(cfg, g, f, assignment=b) for g, f, b in zip(gains, fixed, blocks, strict=True)]
+    assert all(s.status == "infeasible" for s in least)
+    assert policy.expected_latency_s == pytest.approx(np.mean([s.round_latency_s for s in least]), rel=1e-12)
+    assert policy.expected_objective == pytest.approx(np.mean([s.objective for s in least]), rel=1e-12)
+    assert policy.expected_latency_s > 1000 * cfg.round_latency_s_limit
+    sol = policy.solve_round(cfg, gains[0], fixed[0], blocks[0])
+    assert np.all(sol.bits == cfg.bits_choices[0]) and np.allclose(sol.power_w, cfg.max_power_w)
+    assert sol.round_latency_s == pytest.approx(least[0].round_latency_s, rel=1e-9)
+    result = env.oracle()
+    assert result.status == "infeasible" and np.isfinite(result.objective)
+    assert np.all(np.isfinite(result.action))
