@@ -41,7 +41,15 @@ from stable_baselines3.common.callbacks import CheckpointCallback
 from stable_baselines3.common.env_util import make_vec_env
 
 import envs  # noqa: F401  (registers the edgegen ids)
-from agents import CVPO, BaselinePolicy, OraclePolicy, PPOLagrangian, RandomPolicy, evaluate_policy_with_cost
+from agents import (
+    CVPO,
+    BaselinePolicy,
+    OraclePolicy,
+    PPOLagrangian,
+    RandomPolicy,
+    evaluate_policy_with_cost,
+    load_hyperparams,
+)
 from agents.cvpo import CVPOConfig
 from agents.evaluation import EvaluationResult
 from envs.cmdp import get_cost_spec
@@ -81,7 +89,7 @@ class TrainArgs:
     cost_limits: dict[str, float] = field(default_factory=dict)
     """per-step limits that replace the env's defaults, by cost name"""
     algo_kwargs: dict[str, Any] = field(default_factory=dict)
-    """CVPOConfig fields (cvpo) or keyword arguments of PPO / PPOLagrangian over PPO_KWARGS (the rest)"""
+    """CVPOConfig fields (cvpo) or keyword arguments of PPO / PPOLagrangian, over the env's recipe"""
     n_envs: int = 4
     """parallel envs (DummyVecEnv)"""
     logdir: str = "runs"
@@ -94,15 +102,6 @@ class TrainArgs:
     """show a progress bar"""
     resume: str | None = None
     """a run folder to continue (its config.json fixes everything but --timesteps)"""
-
-
-# Hyperparameters of the PPO family: small actions noise, since shares of a time budget need precision.
-PPO_KWARGS: dict[str, Any] = {
-    "n_steps": 512,
-    "batch_size": 256,
-    "learning_rate": 3e-4,
-    "policy_kwargs": {"log_std_init": -1.0},
-}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -153,14 +152,27 @@ def _unique_run_dir(parent: Path, name: str) -> Path:
 _RESERVED_ALGO_KWARGS = {"policy", "env", "seed", "tensorboard_log", "verbose", "lagrangian", "cost_limits"}
 
 
+def recipe_settings(
+    algo: str, env_id: str, overrides: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The run's algorithm settings, and where each came from.
+
+    The env's recipe (``agents/hyperparams/<algo>.yml``) with the user's ``--algo-kwargs`` on top.
+    """
+    recipe, source = load_hyperparams(algo, env_id)
+    merged = {**recipe, **overrides}
+    sources = {**dict.fromkeys(recipe, source), **dict.fromkeys(overrides, "--algo-kwargs")}
+    return merged, sources
+
+
 def algo_config(algo: str, kwargs: dict[str, Any]) -> CVPOConfig | dict[str, Any]:
     """The CVPOConfig (cvpo) or the PPO keyword arguments of a run; CLIError on a bad ``--algo-kwargs``."""
     reserved = sorted(set(kwargs) & _RESERVED_ALGO_KWARGS)
     if reserved:
         raise CLIError(f"--algo-kwargs cannot set {reserved}: use --seed, --algo or --cost-limit")
     if algo == "cvpo":
-        try:
-            return CVPOConfig(**kwargs)
+        try:  # YAML and JSON give lists where CVPOConfig keeps tuples
+            return CVPOConfig.from_dict(kwargs)
         except (TypeError, ValueError) as exc:
             raise CLIError(f"bad --algo-kwargs for cvpo: {exc}") from None
     cls = ALGOS[algo][0]
@@ -169,7 +181,7 @@ def algo_config(algo: str, kwargs: dict[str, Any]) -> CVPOConfig | dict[str, Any
     unknown = sorted(set(kwargs) - allowed)
     if unknown:
         raise CLIError(f"unknown --algo-kwargs {unknown} for {algo}; it takes {sorted(allowed)}")
-    return {**PPO_KWARGS, **ALGOS[algo][1], **kwargs}
+    return {**ALGOS[algo][1], **kwargs}
 
 
 def check_env_id(env_id: str) -> None:
@@ -265,7 +277,9 @@ def _load_sb3_weights_only(checkpoint: Path, config: dict[str, Any]) -> BaseAlgo
             "refusing to unpickle it. If you trust the file, pass --allow-pickle"
         ) from None
     env = make_env(config["env"], config["env_kwargs"])
-    settings = algo_config(config["algo"], config.get("algo_kwargs", {}))
+    # the settings the run trained with (recorded since recipes exist), else the old runs' overrides
+    old_runs = {**config.get("ppo_kwargs", {}), **config.get("algo_kwargs", {})}
+    settings = algo_config(config["algo"], config.get("algo_settings", old_runs))
     assert isinstance(settings, dict)  # not CVPO
     algo_cls: Any = ALGOS[config["algo"]][0]
     if algo_cls is PPOLagrangian:
@@ -384,7 +398,8 @@ def train(args: TrainArgs) -> Path:
         raise CLIError(f"--seed must be >= 0, got {args.seed}")
     if Path(args.logdir).exists() and not Path(args.logdir).is_dir():
         raise CLIError(f"--logdir {args.logdir} is a file, not a folder")
-    settings = algo_config(args.algo, args.algo_kwargs)
+    merged, sources = recipe_settings(args.algo, args.env, args.algo_kwargs)
+    settings = algo_config(args.algo, merged)
     probe = make_env(args.env, args.env_kwargs)
     spec = get_cost_spec(probe)
     unknown = sorted(set(args.cost_limits) - set(spec.names))
@@ -414,7 +429,8 @@ def train(args: TrainArgs) -> Path:
     config = {
         **asdict(args),
         "cost_limits_in_force": dict(zip(spec.names, spec.limits, strict=True)),
-        "ppo_kwargs": PPO_KWARGS,
+        "algo_settings": merged,
+        "algo_settings_source": sources,
         "versions": _versions(),
     }
     (run_dir / "config.json").write_text(json.dumps(config, indent=2))

@@ -2,6 +2,7 @@
 
 from agents.cvpo import CVPO, CVPOConfig
 from agents.evaluation import EvaluationResult, evaluate_policy_with_cost
+from agents.hyperparams import load_hyperparams
 from agents.oracle import BaselinePolicy, OraclePolicy, RandomPolicy
 from agents.ppo_lagrangian import PPOLagrangian
 from agents.vec_env import SB3VecEnv
@@ -16,4 +17,5 @@ __all__ = [
     "RandomPolicy",
     "SB3VecEnv",
     "evaluate_policy_with_cost",
+    "load_hyperparams",
 ]

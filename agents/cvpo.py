@@ -163,6 +163,12 @@ class CVPOConfig:
     made the multipliers sit at their cap longer (energy 1.70x the oracle at 80k steps against 1.38x
     without; BENCHMARKS.md)"""
 
+    @classmethod
+    def from_dict(cls, settings: dict[str, Any]) -> CVPOConfig:
+        """A config from plain data (YAML, JSON): lists become the tuples the fields hold."""
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
+        return cls(**fields)
+
     def __post_init__(self) -> None:
         """Validate the fields."""
         checks = {
@@ -881,6 +887,25 @@ class CVPO:
     def _modules(self) -> tuple[str, ...]:
         """Names of the networks and optimizers a checkpoint holds."""
         return _MODULES + (() if self.actor_average is None else ("actor_average",))
+
+    @classmethod
+    def for_env(
+        cls,
+        env: gym.Env | VecEnv,
+        cost_limits: Sequence[float] | None = None,
+        seed: int | None = None,
+        **overrides: Any,
+    ) -> CVPO:
+        """CVPO with the env's recipe (``agents/hyperparams/cvpo.yml``) and ``overrides`` on top.
+
+        The env id comes from ``env.spec.id`` (the first sub-env's for a VecEnv).
+        """
+        from agents.hyperparams import load_hyperparams
+
+        env_id = env_label(env if isinstance(env, VecEnv) else DummyVecEnv([lambda: env]))
+        recipe, _ = load_hyperparams("cvpo", env_id)
+        settings = {**recipe, **overrides}
+        return cls(env, CVPOConfig.from_dict(settings), cost_limits=cost_limits, seed=seed)
 
     @classmethod
     def load(cls, path: str | Path, env: gym.Env | VecEnv | None = None, device: str = "cpu") -> CVPO:

@@ -27,11 +27,11 @@ import torch as th
 from stable_baselines3.common.env_util import make_vec_env
 
 import envs  # noqa: F401
-from agents import OraclePolicy, PPOLagrangian, RandomPolicy, evaluate_policy_with_cost
+from agents import OraclePolicy, PPOLagrangian, RandomPolicy, evaluate_policy_with_cost, load_hyperparams
 from agents.cvpo import CVPO, CVPOConfig
-from train_agent import PPO_KWARGS
 
 ENV = "edgegen/MEG-v0"
+RECIPE = load_hyperparams("ppo-lag", ENV)[0]  # the PPO family's recipe (agents/hyperparams)
 EVAL_SEED, EVAL_EPISODES = 10_000, 20
 
 
@@ -53,7 +53,7 @@ def run(
     else:  # train_agent.py's PPO settings, 4 envs
         variant = {"ppo-lagrangian": "gradient", "pid-lagrangian": "pid"}[agent]
         vec = make_vec_env(ENV, n_envs=4, seed=seed)
-        model = PPOLagrangian("MlpPolicy", vec, lagrangian=variant, seed=seed, **PPO_KWARGS)
+        model = PPOLagrangian("MlpPolicy", vec, lagrangian=variant, seed=seed, **RECIPE)
         learn = partial(model.learn, reset_num_timesteps=False)
         lambdas = lambda: np.asarray(model.lambdas).tolist()  # noqa: E731
     curve, wall = [], 0.0

@@ -1,6 +1,6 @@
 """PPO-Lagrangian (gradient) against PID-Lagrangian on FedDiffusion-v0: constraint violations, seeds.
 
-Each (variant, seed) trains with train_agent.py's settings (4 envs, PPO_KWARGS) for --timesteps steps,
+Each (variant, seed) trains with train_agent.py's settings (4 envs, the ppo-lag recipe) for --timesteps steps,
 then is evaluated deterministically on 20 seeded episodes beside the oracle. Also reported: the
 fraction of training rollouts whose episodes broke the limit (the stochastic policy's violations).
 
@@ -20,10 +20,10 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 
 import envs  # noqa: F401
-from agents import OraclePolicy, PPOLagrangian, evaluate_policy_with_cost
-from train_agent import PPO_KWARGS
+from agents import OraclePolicy, PPOLagrangian, evaluate_policy_with_cost, load_hyperparams
 
 ENV = "edgegen/FedDiffusion-v0"
+RECIPE = load_hyperparams("ppo-lag", ENV)[0]  # the PPO family's recipe (agents/hyperparams)
 
 
 class RolloutCosts(BaseCallback):
@@ -58,7 +58,7 @@ def main() -> None:
         for seed in args.seeds:
             start = time.perf_counter()
             vec = make_vec_env(ENV, n_envs=4, seed=seed)
-            model = PPOLagrangian("MlpPolicy", vec, lagrangian=variant, seed=seed, **PPO_KWARGS)
+            model = PPOLagrangian("MlpPolicy", vec, lagrangian=variant, seed=seed, **RECIPE)
             trace = RolloutCosts()
             model.learn(args.timesteps, callback=trace)
             result = evaluate_policy_with_cost(model, env, 20, seed=10_000)

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -452,3 +453,50 @@ def test_resumed_runs_end_within_seed_noise_of_uninterrupted_ones(tmp_path, monk
     spread = max(plain) - min(plain)  # seed noise of the uninterrupted runs
     print(f"uninterrupted {plain}, resumed {resumed}")
     assert abs(np.mean(resumed) - np.mean(plain)) <= max(spread, 0.05 * abs(np.mean(plain)))
+
+
+def test_recipes_are_data_applied_by_default_with_user_overrides_on_top(tmp_path, capsys):
+    from agents import load_hyperparams
+
+    meg, source = load_hyperparams("cvpo", "edgegen/MEG-v0")
+    assert source == "agents/hyperparams/cvpo.yml#edgegen/MEG-v0" and meg["normalize_costs"] is True
+    assert load_hyperparams("cvpo", "envs:edgegen/FedDiffusion-v0")[0]["entity_dims"] == [3, 1]
+    assert load_hyperparams("ppo-pid", "edgegen/SFLAM-v0")[1].endswith("ppo-pid.yml#default")
+    with pytest.raises(ValueError, match="no recipe file for algo 'sac'"):
+        load_hyperparams("sac", "edgegen/MEG-v0")
+    # the CLI: the recipe by default, --algo-kwargs on top, both recorded with their sources
+    code = train_agent.main(
+        [
+            "train",
+            "--env",
+            "edgegen/MEG-v0",
+            "--algo",
+            "cvpo",
+            "--timesteps",
+            "40",
+            "--n-envs",
+            "1",
+            "--eval-episodes",
+            "1",
+            "--logdir",
+            str(tmp_path),
+            "--no-progress-bar",
+            "--algo-kwargs",
+            "min_std=0.3",
+            "learning_starts=20",
+            "batch_size=8",
+        ]
+    )
+    assert code == 0
+    (run,) = tmp_path.iterdir()
+    config = json.loads((run / "config.json").read_text())
+    assert config["algo_settings"]["min_std"] == 0.3 and config["algo_settings"]["normalize_costs"] is True
+    assert config["algo_settings_source"]["min_std"] == "--algo-kwargs"
+    assert config["algo_settings_source"]["gamma"] == "agents/hyperparams/cvpo.yml#edgegen/MEG-v0"
+    model = CVPO.load(run / "model.zip")
+    assert (
+        model.config.gamma == 0.5 and model.config.min_std == 0.3 and model.config.cost_value_baseline == 0.01
+    )
+    # and in code
+    fed = CVPO.for_env(gym.make("edgegen/FedDiffusion-v0"), min_std=0.25)
+    assert fed.config.entity_dims == (3, 1) and fed.config.min_std == 0.25

@@ -1,0 +1,52 @@
+"""Per-env hyperparameters as data: ``agents/hyperparams/<algo>.yml``, keyed by env id, with a default.
+
+>>> settings, source = load_hyperparams("cvpo", "edgegen/MEG-v0")
+>>> settings["min_std"], source
+(0.15, 'agents/hyperparams/cvpo.yml#edgegen/MEG-v0')
+>>> load_hyperparams("cvpo", "edgegen/SFLAM-v0")[1]
+'agents/hyperparams/cvpo.yml#default'
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+__all__ = ["RECIPES_DIR", "load_hyperparams", "recipe_algos"]
+
+RECIPES_DIR = Path(__file__).with_name("hyperparams")
+
+
+@cache
+def _read(algo: str) -> dict[str, dict[str, Any]]:
+    import yaml
+
+    path = RECIPES_DIR / f"{algo}.yml"
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path} is not valid YAML ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("default"), dict):
+        raise ValueError(f"{path} must map env ids (and 'default') to settings")
+    return data
+
+
+def recipe_algos() -> tuple[str, ...]:
+    """The algorithms that have a recipe file."""
+    return tuple(sorted(p.stem for p in RECIPES_DIR.glob("*.yml")))
+
+
+def load_hyperparams(algo: str, env_id: str) -> tuple[dict[str, Any], str]:
+    """The recipe of ``algo`` for ``env_id`` (its own entry, else ``default``) and where it came from.
+
+    ``env_id`` may carry a ``module:`` prefix. Returns a fresh dict (safe to modify) and the source
+    as ``agents/hyperparams/<algo>.yml#<key>``.
+    """
+    if algo not in recipe_algos():
+        raise ValueError(f"no recipe file for algo {algo!r}; recipes exist for {list(recipe_algos())}")
+    recipes = _read(algo)
+    key = env_id.split(":")[-1]
+    key = key if key in recipes else "default"
+    return copy.deepcopy(recipes[key]), f"agents/hyperparams/{algo}.yml#{key}"
