@@ -11,13 +11,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==$(TORCH_VERSION)
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,suite]"
 	touch $@
 
 install: $(VENV)/.installed
 
 train: install
-	$(PY) train_agent.py
+	$(PY) train_agent.py train
 
 test: install
 	$(PY) -m pytest -q

@@ -1,10 +1,11 @@
 """edgegen-train: train, evaluate and benchmark constrained-RL agents against the envs' oracles.
 
-    python train_agent.py                      # the main job: PPO-PID on FedDiffusion-v0, then a table
+    python train_agent.py train                # the main job: PPO-PID on FedDiffusion-v0, then a table
     python train_agent.py train --env edgegen/FedDiffusion-v0 --algo ppo-lag --timesteps 200000 --seed 0
     python train_agent.py evaluate --checkpoint runs/<run>/model.zip --episodes 20
     python train_agent.py benchmark --env edgegen/FedDiffusion-v0 \
         --policies oracle,random,equal_split,runs/<run>/model.zip --out bench/
+    python train_agent.py suite --envs edgegen/MEG-v0 --algos ppo-lag cvpo --seeds 100 101 102 --out suite/
 
 A run folder ``runs/<env>__<algo>__<seed>__<time>/`` holds ``config.json``, tensorboard events (``tb_1``),
 ``checkpoints/``, ``model.zip`` and ``evaluation.json``.
@@ -52,7 +53,7 @@ from agents import (
 )
 from agents.cvpo import CVPOConfig
 from agents.evaluation import EvaluationResult
-from envs.cmdp import get_cost_spec
+from envs.cmdp import CostSpec, get_cost_spec
 
 
 class CLIError(Exception):
@@ -316,9 +317,15 @@ def policy_by_name(
 # ---------------------------------------------------------------------------------------------------
 # Evaluation tables.
 # ---------------------------------------------------------------------------------------------------
-def compare(policies: dict[str, Any], env: gym.Env, episodes: int, seed: int) -> dict[str, EvaluationResult]:
-    """Evaluate every policy on the same seeded episodes of ``env``."""
-    return {name: evaluate_policy_with_cost(p, env, episodes, seed=seed) for name, p in policies.items()}
+def compare(
+    policies: dict[str, Any], env: gym.Env, episodes: int, seed: int, progress_bar: bool | None = None
+) -> dict[str, EvaluationResult]:
+    """Evaluate every policy on the same seeded episodes of ``env`` (a bar per policy on a terminal)."""
+    bar = sys.stderr.isatty() if progress_bar is None else progress_bar
+    return {
+        name: evaluate_policy_with_cost(p, env, episodes, seed=seed, progress_bar=bar)
+        for name, p in policies.items()
+    }
 
 
 def table_rows(results: dict[str, EvaluationResult]) -> tuple[list[str], list[list[str]]]:
@@ -382,8 +389,11 @@ def results_json(results: dict[str, EvaluationResult], episodes: int, seed: int)
 # ---------------------------------------------------------------------------------------------------
 # Commands.
 # ---------------------------------------------------------------------------------------------------
-def train(args: TrainArgs) -> Path:
-    """Train one agent, save it with its config, evaluate it against the oracle and random."""
+def build_model(args: TrainArgs) -> tuple[Any, CostSpec, dict[str, Any], dict[str, str]]:
+    """Validate ``args`` and build the model on its vector env (no folder is made).
+
+    Returns the model, the cost spec in force, the merged algorithm settings and their sources.
+    """
     if args.algo not in ALGOS:
         raise CLIError(f"unknown algo {args.algo!r}; choose one of {', '.join(ALGOS)}")
     for name, value in (
@@ -396,8 +406,6 @@ def train(args: TrainArgs) -> Path:
             raise CLIError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     if args.seed < 0:
         raise CLIError(f"--seed must be >= 0, got {args.seed}")
-    if Path(args.logdir).exists() and not Path(args.logdir).is_dir():
-        raise CLIError(f"--logdir {args.logdir} is a file, not a folder")
     merged, sources = recipe_settings(args.algo, args.env, args.algo_kwargs)
     settings = algo_config(args.algo, merged)
     probe = make_env(args.env, args.env_kwargs)
@@ -406,9 +414,6 @@ def train(args: TrainArgs) -> Path:
     if unknown:
         raise CLIError(f"unknown cost name(s) {unknown} in --cost-limit; {args.env} has {list(spec.names)}")
     spec = spec.with_limits(args.cost_limits) if args.cost_limits else spec
-
-    # The model is built before the run folder exists, so that a bad --algo-kwargs value (which SB3
-    # or CVPO rejects) leaves nothing half-made behind.
     vec_env = make_vec_env(args.env, n_envs=args.n_envs, seed=args.seed, env_kwargs=args.env_kwargs)
     algo_cls: Any = ALGOS[args.algo][0]
     model: Any
@@ -421,6 +426,16 @@ def train(args: TrainArgs) -> Path:
             model = algo_cls("MlpPolicy", vec_env, seed=args.seed, verbose=0, **settings)
     except (TypeError, ValueError, AssertionError) as exc:
         raise CLIError(f"bad --algo-kwargs {args.algo_kwargs} for {args.algo}: {exc}") from None
+    return model, spec, merged, sources
+
+
+def train(args: TrainArgs) -> Path:
+    """Train one agent, save it with its config, evaluate it against the oracle and random."""
+    if Path(args.logdir).exists() and not Path(args.logdir).is_dir():
+        raise CLIError(f"--logdir {args.logdir} is a file, not a folder")
+    # The model is built before the run folder exists, so that a bad --algo-kwargs value (which SB3
+    # or CVPO rejects) leaves nothing half-made behind.
+    model, spec, merged, sources = build_model(args)
 
     # TRY NOT TO MODIFY: a run names itself, stores its config, then trains.
     run_name = f"{args.env.split('/')[-1]}__{args.algo}__{args.seed}__{int(time.time())}"
@@ -530,7 +545,9 @@ def _learn_and_evaluate(model: Any, args: TrainArgs, run_dir: Path, config: dict
         "oracle": OraclePolicy(env),
         "random": RandomPolicy(env.action_space, args.seed),
     }
-    results = compare(policies, env, args.eval_episodes, seed=10_000 + args.seed)
+    results = compare(
+        policies, env, args.eval_episodes, seed=10_000 + args.seed, progress_bar=args.progress_bar
+    )
     header, rows = table_rows(results)
     report = {**results_json(results, args.eval_episodes, 10_000 + args.seed), "train_time_s": train_time_s}
     (run_dir / "evaluation.json").write_text(json.dumps(report, indent=2))
@@ -738,14 +755,40 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--env-kwargs", nargs="*", default=[], metavar="K=V")
     b.add_argument("--force", action="store_true", help="replace the results already in --out")
     b.add_argument("--allow-pickle", action="store_true", help=_PICKLE_HELP)
+    sub.add_parser(
+        "suite",
+        help="envs x algorithms x seeds on Ray Tune, scored by docs/protocol.md (suite --help)",
+        add_help=False,
+    )
     return parser
+
+
+def suite(argv: Sequence[str]) -> None:
+    """``suite``: its options come from ``agents.suite.SuiteArgs`` (tyro builds them and their help)."""
+    import tyro
+
+    from agents.suite import SuiteArgs, run_suite
+
+    args = tyro.cli(SuiteArgs, args=list(argv), prog="edgegen-train suite", description=run_suite.__doc__)
+    try:
+        run_suite(args, command="edgegen-train suite " + " ".join(argv))
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python train_agent.py`` and ``edgegen-train``; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["suite"]:
+        try:
+            suite(argv[1:])
+        except CLIError as exc:
+            print(f"edgegen-train: error: {exc}", file=sys.stderr)
+            return 2
+        return 0
     args = build_parser().parse_args(argv)
     commands: dict[str | None, Callable[[], Any]] = {
-        None: lambda: train(TrainArgs()),
+        None: build_parser().print_help,  # a bare command does not start a long run
         "train": lambda: (
             resume(args.resume, args.timesteps, not args.no_progress_bar)
             if args.resume is not None

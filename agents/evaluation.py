@@ -72,6 +72,7 @@ def evaluate_policy_with_cost(
     seed: int = 0,
     deterministic: bool = True,
     metric_keys: tuple[str, ...] = ("energy_j",),
+    progress_bar: bool = False,
 ) -> EvaluationResult:
     """Run ``n_episodes`` episodes (seeds ``seed``, ``seed + 1``, ...) and collect reward and costs.
 
@@ -83,6 +84,7 @@ def evaluate_policy_with_cost(
         seed: seed of the first episode.
         deterministic: passed to ``predict``.
         metric_keys: scalar info entries to sum over each episode when the env reports them.
+        progress_bar: show a tqdm bar over the episodes (an oracle's episodes can take minutes).
 
     Returns:
         An :class:`EvaluationResult`.
@@ -94,7 +96,13 @@ def evaluate_policy_with_cost(
     spec = get_cost_spec(env)
     rewards, lengths, costs = [], [], []
     metrics: dict[str, list[float]] = {}
-    for episode in range(n_episodes):
+    episodes: Any = range(n_episodes)
+    if progress_bar:
+        from tqdm.auto import tqdm
+
+        label = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+        episodes = tqdm(episodes, desc=f"evaluating on {label}", unit="episode")
+    for episode in episodes:
         obs, _ = env.reset(seed=seed + episode)
         total_reward, total_cost, length = 0.0, np.zeros(spec.num_costs), 0
         sums: dict[str, float] = {}

@@ -500,3 +500,20 @@ def test_recipes_are_data_applied_by_default_with_user_overrides_on_top(tmp_path
     # and in code
     fed = CVPO.for_env(gym.make("edgegen/FedDiffusion-v0"), min_std=0.25)
     assert fed.config.entity_dims == (3, 1) and fed.config.min_std == 0.25
+
+
+def test_bare_command_prints_help_and_suite_rejects_bad_arguments_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert train_agent.main([]) == 0
+    assert "usage: edgegen-train" in capsys.readouterr().out
+    assert not (tmp_path / "runs").exists()  # no 300k-step run started
+    for argv, message in [
+        (["--envs", "CartPole-v1"], "no protocol headline for 'CartPole-v1'"),
+        (["--algos", "sac"], "algos: unknown ['sac']"),
+        (["--eval-episodes", "1"], "eval_episodes >= 2"),
+        (["--seeds", "-1"], "seeds must be >= 0"),
+    ]:
+        assert train_agent.main(["suite", *argv, "--out", str(tmp_path / "s")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("edgegen-train: error:") and message in err, (argv, err)
+    assert not (tmp_path / "s" / "jobs").exists()  # nothing ran
