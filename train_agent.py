@@ -41,8 +41,8 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import CheckpointCallback
 from stable_baselines3.common.env_util import make_vec_env
 
-import envs  # noqa: F401  (registers the edgegen ids)
-from agents import (
+import edgegen  # noqa: F401  (registers the edgegen ids)
+from edgegen.agents import (
     CVPO,
     BaselinePolicy,
     OraclePolicy,
@@ -51,9 +51,9 @@ from agents import (
     evaluate_policy_with_cost,
     load_hyperparams,
 )
-from agents.cvpo import CVPOConfig
-from agents.evaluation import EvaluationResult
-from envs.cmdp import CostSpec, get_cost_spec
+from edgegen.agents.cvpo import CVPOConfig
+from edgegen.agents.evaluation import EvaluationResult
+from edgegen.envs.cmdp import CostSpec, get_cost_spec
 
 
 class CLIError(Exception):
@@ -765,9 +765,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def suite(argv: Sequence[str]) -> None:
     """``suite``: its options come from ``agents.suite.SuiteArgs`` (tyro builds them and their help)."""
+    from edgegen.envs.extras import require_extra
+
+    require_extra("suite", "tyro", "ray", "rliable")
     import tyro
 
-    from agents.suite import SuiteArgs, run_suite
+    from edgegen.agents.suite import SuiteArgs, run_suite
 
     args = tyro.cli(SuiteArgs, args=list(argv), prog="edgegen-train suite", description=run_suite.__doc__)
     try:

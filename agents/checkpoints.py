@@ -6,7 +6,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from envs.cmdp import get_cost_spec
+from edgegen.envs.cmdp import get_cost_spec
 
 __all__ = ["CheckpointMismatchError", "check_env_fits", "checkpoint_kind"]
 

@@ -43,9 +43,9 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from torch import nn
 from torch.nn import functional as F
 
-from agents.checkpoints import CheckpointMismatchError, check_env_fits, checkpoint_kind
-from agents.finite import check_transition, env_label
-from envs.cmdp import CostSpec, get_cost_spec
+from edgegen.agents.checkpoints import CheckpointMismatchError, check_env_fits, checkpoint_kind
+from edgegen.agents.finite import check_transition, env_label
+from edgegen.envs.cmdp import CostSpec, get_cost_spec
 
 __all__ = ["CVPO", "CVPOConfig", "centre_cost_q", "estep_dual", "q_threshold", "solve_estep_dual"]
 
@@ -900,7 +900,7 @@ class CVPO:
 
         The env id comes from ``env.spec.id`` (the first sub-env's for a VecEnv).
         """
-        from agents.hyperparams import load_hyperparams
+        from edgegen.agents.hyperparams import load_hyperparams
 
         env_id = env_label(env if isinstance(env, VecEnv) else DummyVecEnv([lambda: env]))
         recipe, _ = load_hyperparams("cvpo", env_id)

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 
-from envs.cmdp import CostSpec, get_cost_spec
+from edgegen.envs.cmdp import CostSpec, get_cost_spec
 
 __all__ = ["EvaluationResult", "evaluate_policy_with_cost"]
 

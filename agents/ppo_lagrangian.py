@@ -29,11 +29,11 @@ from stable_baselines3.common.utils import explained_variance, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
 
-from agents.checkpoints import CheckpointMismatchError, check_env_fits, checkpoint_kind
-from agents.cost_buffer import CostRolloutBuffer
-from agents.cost_policy import CostActorCriticPolicy
-from agents.finite import check_transition, env_label
-from envs.cmdp import CostSpec, get_cost_spec
+from edgegen.agents.checkpoints import CheckpointMismatchError, check_env_fits, checkpoint_kind
+from edgegen.agents.cost_buffer import CostRolloutBuffer
+from edgegen.agents.cost_policy import CostActorCriticPolicy
+from edgegen.agents.finite import check_transition, env_label
+from edgegen.envs.cmdp import CostSpec, get_cost_spec
 
 __all__ = ["PPOLagrangian"]
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.protocol import (
+from edgegen.agents.protocol import (
     EVAL_SEED,
     TRAIN_SEEDS,
     aggregate_gaps,
@@ -89,9 +89,8 @@ def plan_jobs(args: SuiteArgs) -> list[dict[str, Any]]:
     """Every job of the suite: training runs, then baseline evaluations (one per env and policy)."""
     import gymnasium as gym
 
-    import envs  # noqa: F401  (registers the ids)
-
-    from agents.hyperparams import recipe_algos
+    import edgegen  # noqa: F401  (registers the edgegen ids)
+    from edgegen.agents.hyperparams import recipe_algos
 
     unknown = sorted(set(args.algos) - set(recipe_algos()))
     if unknown:
@@ -194,9 +193,9 @@ def run_job(
     """
     import gymnasium as gym
 
-    import envs  # noqa: F401
-    import train_agent as ta
-    from agents import BaselinePolicy, OraclePolicy, RandomPolicy, evaluate_policy_with_cost
+    import edgegen  # noqa: F401  (registers the edgegen ids)
+    from edgegen import train_agent as ta
+    from edgegen.agents import BaselinePolicy, OraclePolicy, RandomPolicy, evaluate_policy_with_cost
 
     report = report or (lambda metrics: None)
     folder = Path(args.out) / "jobs" / job["name"]
@@ -477,6 +476,9 @@ def write_outputs(results: list[dict[str, Any]], out: Path, command: str) -> lis
 
 def run_suite(args: SuiteArgs, command: str = "edgegen-train suite") -> list[dict[str, Any]]:
     """Run every job of the suite as a Ray Tune trial, then score and write the outputs."""
+    from edgegen.envs.extras import require_extra
+
+    require_extra("suite", "ray", "rliable")
     import ray
     from ray import tune
 

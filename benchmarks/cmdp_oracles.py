@@ -17,7 +17,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-import envs  # noqa: F401
+import edgegen  # noqa: F401  (registers the edgegen ids)
 
 OUT = Path(__file__).resolve().parent / "out"
 ENVS = {"edgegen/FedDiffusion-v0": {}, "edgegen/MEG-v0": {}, "edgegen/SFLAM-v0": {}}

@@ -18,8 +18,8 @@ import gymnasium as gym
 import numpy as np
 import torch as th
 
-import envs  # noqa: F401
-from agents.cvpo import CVPO, CVPOConfig
+import edgegen  # noqa: F401  (registers the edgegen ids)
+from edgegen.agents.cvpo import CVPO, CVPOConfig
 
 ENV = "edgegen/FedDiffusion-v0"
 

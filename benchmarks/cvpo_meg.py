@@ -26,9 +26,15 @@ import numpy as np
 import torch as th
 from stable_baselines3.common.env_util import make_vec_env
 
-import envs  # noqa: F401
-from agents import OraclePolicy, PPOLagrangian, RandomPolicy, evaluate_policy_with_cost, load_hyperparams
-from agents.cvpo import CVPO, CVPOConfig
+import edgegen  # noqa: F401  (registers the edgegen ids)
+from edgegen.agents import (
+    OraclePolicy,
+    PPOLagrangian,
+    RandomPolicy,
+    evaluate_policy_with_cost,
+    load_hyperparams,
+)
+from edgegen.agents.cvpo import CVPO, CVPOConfig
 
 ENV = "edgegen/MEG-v0"
 RECIPE = load_hyperparams("ppo-lag", ENV)[0]  # the PPO family's recipe (agents/hyperparams)

@@ -19,7 +19,7 @@ import time
 import gymnasium as gym
 import numpy as np
 
-import envs  # noqa: F401
+import edgegen  # noqa: F401  (registers the edgegen ids)
 
 
 def steps_per_second(env_id: str, steps: int, seed: int = 0, **kwargs) -> float:

@@ -17,9 +17,9 @@ import dataclasses
 import gymnasium as gym
 import numpy as np
 
-import envs  # noqa: F401
-from envs.quantization import payload_bits
-from solvers.fed_energy import solve_round_energy, with_payload
+import edgegen  # noqa: F401  (registers the edgegen ids)
+from edgegen.envs.quantization import payload_bits
+from edgegen.solvers.fed_energy import solve_round_energy, with_payload
 
 SCHEMES = ("none (32-bit)", "fixed 8-bit", "fixed at the highest demand (16-bit)", "on-demand")
 

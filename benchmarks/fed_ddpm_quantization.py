@@ -23,10 +23,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-import envs  # noqa: F401
-from envs.backends.federated_ddpm import FederatedDDPM
-from envs.quantization import payload_bits
-from solvers.fed_energy import solve_round_energy, with_payload
+import edgegen  # noqa: F401  (registers the edgegen ids)
+from edgegen.envs.backends.federated_ddpm import FederatedDDPM
+from edgegen.envs.quantization import payload_bits
+from edgegen.solvers.fed_energy import solve_round_energy, with_payload
 
 OUT = Path(__file__).resolve().parent / "out"
 SCHEMES = ("none (32-bit)", "fixed 8-bit", "fixed 16-bit (highest demand)", "on-demand")

@@ -18,8 +18,8 @@ import warnings
 import cvxpy as cp
 import gymnasium as gym
 
-import envs  # noqa: F401
-from solvers.fed_energy import solve_round_cvxpy, solve_round_energy
+import edgegen  # noqa: F401  (registers the edgegen ids)
+from edgegen.solvers.fed_energy import solve_round_cvxpy, solve_round_energy
 
 
 def main() -> None:

@@ -19,8 +19,8 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 
-import envs  # noqa: F401
-from agents import OraclePolicy, PPOLagrangian, evaluate_policy_with_cost, load_hyperparams
+import edgegen  # noqa: F401  (registers the edgegen ids)
+from edgegen.agents import OraclePolicy, PPOLagrangian, evaluate_policy_with_cost, load_hyperparams
 
 ENV = "edgegen/FedDiffusion-v0"
 RECIPE = load_hyperparams("ppo-lag", ENV)[0]  # the PPO family's recipe (agents/hyperparams)

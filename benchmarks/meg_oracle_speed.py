@@ -18,7 +18,7 @@ import time
 import gymnasium as gym
 import numpy as np
 
-import envs  # noqa: F401
+import edgegen  # noqa: F401  (registers the edgegen ids)
 
 
 def first_call(feature_noise: str) -> tuple[float, float, float]:

@@ -18,7 +18,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-import envs  # noqa: F401
+import edgegen  # noqa: F401  (registers the edgegen ids)
 
 OUT = Path(__file__).resolve().parent / "out"
 

@@ -24,10 +24,10 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-import envs  # noqa: F401
-from envs.sflam.config import make_config
-from solvers.sflam_bcd import solve_sflam_bcd
-from solvers.sflam_dual import solve_sflam_dual
+import edgegen  # noqa: F401  (registers the edgegen ids)
+from edgegen.envs.sflam.config import make_config
+from edgegen.solvers.sflam_bcd import solve_sflam_bcd
+from edgegen.solvers.sflam_dual import solve_sflam_dual
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from sflam_reference import reference_optimum

@@ -21,9 +21,9 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-import envs  # noqa: F401
-from envs.sflam.config import make_config
-from solvers.sflam_bcd import solve_sflam_bcd
+import edgegen  # noqa: F401  (registers the edgegen ids)
+from edgegen.envs.sflam.config import make_config
+from edgegen.solvers.sflam_bcd import solve_sflam_bcd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from sflam_reference import reference_optimum

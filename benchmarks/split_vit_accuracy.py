@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from envs.backends.split_vit import SplitFederatedViT
+from edgegen.envs.backends.split_vit import SplitFederatedViT
 
 OUT = Path(__file__).resolve().parent / "out"
 ALPHAS, BITS = (0.1, 0.5, 1.0), (2, 4, 8, 32)

@@ -19,7 +19,7 @@ import warnings
 import gymnasium as gym
 import numpy as np
 
-import envs  # noqa: F401
+import edgegen  # noqa: F401  (registers the edgegen ids)
 
 warnings.simplefilter("ignore")
 IDS = ("edgegen/FedDiffusion-v0", "edgegen/MEG-v0", "edgegen/SFLAM-v0")
@@ -54,7 +54,7 @@ def oracle_time(env_id: str, n: int, kwargs: dict) -> tuple[float, float]:
 def training(n_envs: int, steps: int) -> tuple[float, float]:
     from stable_baselines3.common.env_util import make_vec_env
 
-    from agents import PPOLagrangian, SB3VecEnv
+    from edgegen.agents import PPOLagrangian, SB3VecEnv
 
     out = []
     for vec in (

@@ -7,9 +7,9 @@
 
 from gymnasium.envs.registration import register
 
-from envs.base import EdgeGenEnv
-from envs.cmdp import CostSpec
-from envs.oracle_result import OracleResult
+from edgegen.envs.base import EdgeGenEnv
+from edgegen.envs.cmdp import CostSpec
+from edgegen.envs.oracle_result import OracleResult
 
 __all__ = ["CostSpec", "EdgeGenEnv", "OracleResult"]
 
@@ -19,18 +19,18 @@ __all__ = ["CostSpec", "EdgeGenEnv", "OracleResult"]
 
 register(
     id="edgegen/FedDiffusion-v0",
-    entry_point="envs.fed_diffusion.env:FedDiffusionEnv",
-    vector_entry_point="envs.fed_diffusion.vector:FedDiffusionVectorEnv",
+    entry_point="edgegen.envs.fed_diffusion.env:FedDiffusionEnv",
+    vector_entry_point="edgegen.envs.fed_diffusion.vector:FedDiffusionVectorEnv",
 )
 
 register(
     id="edgegen/MEG-v0",
-    entry_point="envs.meg.env:MEGEnv",
-    vector_entry_point="envs.meg.vector:MEGVectorEnv",
+    entry_point="edgegen.envs.meg.env:MEGEnv",
+    vector_entry_point="edgegen.envs.meg.vector:MEGVectorEnv",
 )
 
 register(
     id="edgegen/SFLAM-v0",
-    entry_point="envs.sflam.env:SFLAMEnv",
-    vector_entry_point="envs.sflam.vector:SFLAMVectorEnv",
+    entry_point="edgegen.envs.sflam.env:SFLAMEnv",
+    vector_entry_point="edgegen.envs.sflam.vector:SFLAMVectorEnv",
 )

@@ -33,10 +33,10 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.envs.registration import EnvSpec
 
-from envs.cmdp import CostSpec
-from envs.oracle_result import OracleResult
-from envs.presets import build_config
-from envs.rendering import cost_bar_chart
+from edgegen.envs.cmdp import CostSpec
+from edgegen.envs.oracle_result import OracleResult
+from edgegen.envs.presets import build_config
+from edgegen.envs.rendering import cost_bar_chart
 
 __all__ = ["EdgeGenEnv"]
 

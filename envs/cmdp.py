@@ -3,7 +3,15 @@
 Each env declares ``env.unwrapped.cost_spec``: names, units and per-step average limits. Every
 ``step`` puts ``info["costs"]`` (float64, raw units, in ``cost_spec`` order) and ``info["cost"]``
 (the scalar ``max_i costs[i] / limits[i]``, so a one-constraint agent uses a per-step budget of 1).
-``reset`` puts zero costs, so vector envs stay aligned in every autoreset mode.
+``reset`` puts zero costs.
+
+Vector envs: with Gymnasium's default NEXT_STEP autoreset, ``info["costs"]`` of a vector step is that
+step's costs for every sub-env (the reset step after an episode's end has zero costs). With SAME_STEP
+autoreset, a sub-env whose episode ended in the step has already reset: its row of
+``info["costs"]`` holds the reset's zeros, and the step's real costs are in
+``info["final_info"]["costs"]`` (where ``info["_final_info"]`` is True). A loop that reads
+``info["costs"]`` alone undercounts one step per episode there; ``vector_step_costs(info)`` reads
+the right row in both modes.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ __all__ = [
     "SafetyGymnasiumAdapter",
     "SingleCostWrapper",
     "get_cost_spec",
+    "vector_step_costs",
     "zero_cost_info",
 ]
 
@@ -90,6 +99,21 @@ class CostSpec:
 def zero_cost_info(spec: CostSpec) -> dict[str, Any]:
     """The cost entries that ``reset`` returns: zero costs, so vector envs stay aligned."""
     return {"costs": np.zeros(spec.num_costs, dtype=np.float64), "cost": np.float64(0.0)}
+
+
+def vector_step_costs(info: dict[str, Any]) -> np.ndarray:
+    """The costs of one Gymnasium vector step, ``(num_envs, num_costs)``, in either autoreset mode.
+
+    Under SAME_STEP autoreset the rows of sub-envs that finished an episode in this step come from
+    ``info["final_info"]`` (their ``info["costs"]`` rows are the reset's zeros); otherwise
+    ``info["costs"]`` as it is.
+    """
+    costs = np.array(info["costs"], dtype=np.float64)
+    final, mask = info.get("final_info"), info.get("_final_info")
+    if final is not None and mask is not None and "costs" in final:
+        mask = np.asarray(mask, dtype=bool)
+        costs[mask] = np.asarray(final["costs"], dtype=np.float64)[mask]
+    return costs
 
 
 def get_cost_spec(env: Any) -> CostSpec:

@@ -5,8 +5,8 @@ weights make the live MEG env return NaN rewards, the same damage to the U-Net p
 ``envs/assets/MANIFEST.sha256`` lists the digest of every asset (``sha256sum`` format); the loaders
 call :func:`verify_asset` before reading a shipped file, which hashes each file once per process.
 
-    python -m envs.integrity           # check every asset against the manifest
-    python -m envs.integrity --write   # rewrite the manifest after rebuilding assets
+    python -m edgegen.envs.integrity           # check every asset against the manifest
+    python -m edgegen.envs.integrity --write   # rewrite the manifest after rebuilding assets
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ __all__ = ["ASSETS_DIR", "AssetError", "rebuild_command", "verify_asset", "verif
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 MANIFEST_NAME = "MANIFEST.sha256"
 _REBUILD = {
-    "flops.json": "python -m envs.backends.flops",
-    "meg_backbone/": "python -m envs.backends.diffusion.train",
-    "meg_quality_profile.npz": "python -m envs.backends.diffusion.profile",
-    "shape16_classifier.safetensors": "python -m envs.backends.frechet",
+    "flops.json": "python -m edgegen.envs.backends.flops",
+    "meg_backbone/": "python -m edgegen.envs.backends.diffusion.train",
+    "meg_quality_profile.npz": "python -m edgegen.envs.backends.diffusion.profile",
+    "shape16_classifier.safetensors": "python -m edgegen.envs.backends.frechet",
 }
 _SKIP = {MANIFEST_NAME, "README.md"}
-_THEN = " and then `python -m envs.integrity --write`"
+_THEN = " and then `python -m edgegen.envs.integrity --write`"
 _verified: set[tuple[Path, Path]] = set()
 
 
@@ -62,7 +62,7 @@ def _manifest(root: Path) -> dict[str, str]:
     except (OSError, UnicodeDecodeError, ValueError) as err:
         raise AssetError(
             f"asset manifest {path} is missing or unreadable ({err}); restore it from the package, or "
-            "rewrite it with `python -m envs.integrity --write` after checking the assets"
+            "rewrite it with `python -m edgegen.envs.integrity --write` after checking the assets"
         ) from None
     return entries
 

@@ -27,9 +27,9 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
-from envs.base import EdgeGenEnv
-from envs.cmdp import CostSpec
-from envs.oracle_result import OracleResult
+from edgegen.envs.base import EdgeGenEnv
+from edgegen.envs.cmdp import CostSpec
+from edgegen.envs.oracle_result import OracleResult
 
 __all__ = ["BatchedEdgeGenEnv"]
 

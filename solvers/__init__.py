@@ -1,5 +1,5 @@
 """Analytic oracles of the edgegen envs."""
 
-from solvers.fed_energy import FedEnergyResult, solve_round_cvxpy, solve_round_energy
+from edgegen.solvers.fed_energy import FedEnergyResult, solve_round_cvxpy, solve_round_energy
 
 __all__ = ["FedEnergyResult", "solve_round_cvxpy", "solve_round_energy"]

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from envs.fed_diffusion.energy import RoundProblem, round_outcome
-from envs.oracle_result import OracleStatus
-from solvers.fed_energy import solve_round_energy
+from edgegen.envs.fed_diffusion.energy import RoundProblem, round_outcome
+from edgegen.envs.oracle_result import OracleStatus
+from edgegen.solvers.fed_energy import solve_round_energy
 
 __all__ = ["FedCMDPPolicy", "device_choices", "fit_cmdp_policy"]
 

@@ -46,7 +46,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy.special import lambertw
 
-from envs.fed_diffusion.energy import RoundOutcome, RoundProblem, round_outcome
+from edgegen.envs.fed_diffusion.energy import RoundOutcome, RoundProblem, round_outcome
 
 __all__ = [
     "FedEnergyResult",

@@ -29,16 +29,16 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.optimize import linprog
 
-from envs.meg.channel import feature_noise_std, iid_frame_snr, rate_bps
-from envs.meg.config import MEGConfig
-from envs.meg.cost_model import (
+from edgegen.envs.meg.channel import feature_noise_std, iid_frame_snr, rate_bps
+from edgegen.envs.meg.config import MEGConfig
+from edgegen.envs.meg.cost_model import (
     latent_bits,
     merged_token_count,
     payload_costs,
     task_energy_j,
     task_latency_s,
 )
-from envs.meg.quality import QualityProfile
+from edgegen.envs.meg.quality import QualityProfile
 
 __all__ = [
     "ActionGrid",

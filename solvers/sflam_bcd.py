@@ -38,9 +38,9 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.special import lambertw
 
-from envs.sflam.config import SFLAMConfig
-from envs.sflam.scheduler import rate_matching
-from envs.sflam.system import (
+from edgegen.envs.sflam.config import SFLAMConfig
+from edgegen.envs.sflam.scheduler import rate_matching
+from edgegen.envs.sflam.system import (
     device_compute_energy_j,
     quantization_term,
     round_outcome,

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from envs.oracle_result import OracleStatus
-from envs.sflam.config import SFLAMConfig
-from solvers.sflam_dual import SFLAMDualSolution, round_curve, solve_sflam_dual
+from edgegen.envs.oracle_result import OracleStatus
+from edgegen.envs.sflam.config import SFLAMConfig
+from edgegen.solvers.sflam_dual import SFLAMDualSolution, round_curve, solve_sflam_dual
 
 __all__ = ["SFLAMCMDPPolicy", "fit_cmdp_policy", "latency_grid", "mix_draw"]
 

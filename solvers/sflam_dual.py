@@ -47,9 +47,9 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.special import lambertw
 
-from envs.oracle_result import OracleStatus
-from envs.sflam.config import SFLAMConfig
-from envs.sflam.system import (
+from edgegen.envs.oracle_result import OracleStatus
+from edgegen.envs.sflam.config import SFLAMConfig
+from edgegen.envs.sflam.system import (
     device_compute_energy_j,
     per_value_quantization_error,
     round_outcome,

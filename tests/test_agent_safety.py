@@ -4,10 +4,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import envs  # noqa: F401
-from agents import CVPO, PPOLagrangian
-from agents.cvpo import CVPOConfig
-from agents.finite import NonFiniteTransitionError
+import edgegen  # noqa: F401  (registers the edgegen ids)
+from edgegen.agents import CVPO, PPOLagrangian
+from edgegen.agents.cvpo import CVPOConfig
+from edgegen.agents.finite import NonFiniteTransitionError
 
 
 class CorruptAt(gym.Wrapper):
@@ -61,7 +61,7 @@ def test_ppo_lagrangian_rejects_ppo_arguments_it_would_ignore(kwarg, value):
 
 
 def test_loading_a_checkpoint_into_the_wrong_algorithm_or_env_says_so(tmp_path):
-    from agents.checkpoints import CheckpointMismatchError
+    from edgegen.agents.checkpoints import CheckpointMismatchError
 
     fed, meg = gym.make("edgegen/FedDiffusion-v0"), gym.make("edgegen/MEG-v0")
     cvpo = CVPO(fed, CVPOConfig(learning_starts=10, batch_size=8), seed=0)

@@ -2,8 +2,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import envs  # noqa: F401
-from envs.cmdp import (
+import edgegen  # noqa: F401  (registers the edgegen ids)
+from edgegen.envs.cmdp import (
     CostSpec,
     RecordEpisodeCostStatistics,
     SafetyGymnasiumAdapter,

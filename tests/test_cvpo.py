@@ -6,9 +6,9 @@ import pytest
 import torch as th
 from toy_cmdp import ToyCMDP
 
-import envs  # noqa: F401
-from agents import evaluate_policy_with_cost
-from agents.cvpo import (
+import edgegen  # noqa: F401  (registers the edgegen ids)
+from edgegen.agents import evaluate_policy_with_cost
+from edgegen.agents.cvpo import (
     CVPO,
     CVPOConfig,
     NStepReplayBuffer,

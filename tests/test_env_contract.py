@@ -16,10 +16,10 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-import envs
-from envs.base import EdgeGenEnv
-from envs.cmdp import SingleCostWrapper
-from envs.oracle_result import ORACLE_STATUSES, OracleResult
+import edgegen
+from edgegen.envs.base import EdgeGenEnv
+from edgegen.envs.cmdp import SingleCostWrapper
+from edgegen.envs.oracle_result import ORACLE_STATUSES, OracleResult
 
 IDS = sorted(i for i in gym.registry if i.startswith("edgegen/"))
 # Every id with its default preset, plus the cheap presets.
@@ -332,8 +332,9 @@ def test_single_cost_wrapper_raw_and_normalised(env_id):
 def test_env_import_direction_and_no_cvxpy_for_the_scheduler():
     # The env's model (including SFLAM's scheduler) must import without the oracles' cvxpy.
     code = (
-        "import sys; import envs.sflam.scheduler, envs.sflam.system, envs.meg.cost_model, "
-        "envs.fed_diffusion.energy; print('cvxpy' in sys.modules, 'solvers' in sys.modules)"
+        "import sys; import edgegen.envs.sflam.scheduler, edgegen.envs.sflam.system, "
+        "edgegen.envs.meg.cost_model, edgegen.envs.fed_diffusion.energy; "
+        "print('cvxpy' in sys.modules, 'edgegen.solvers' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
@@ -341,7 +342,7 @@ def test_env_import_direction_and_no_cvxpy_for_the_scheduler():
 
 def test_registry_lists_the_contract_envs():
     assert set(IDS) <= set(gym.registry)
-    assert envs.EdgeGenEnv is EdgeGenEnv
+    assert edgegen.envs.EdgeGenEnv is EdgeGenEnv
 
 
 def _extreme_values(value: float) -> list[float]:

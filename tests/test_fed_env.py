@@ -8,11 +8,11 @@ from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-import envs  # noqa: F401
-from envs.fed_diffusion import FedDiffusionConfig, make_config
-from envs.fed_diffusion.env import FedDiffusionEnv
-from envs.quantization import payload_bits
-from solvers.fed_energy import solve_round_energy, with_payload
+import edgegen  # noqa: F401  (registers the edgegen ids)
+from edgegen.envs.fed_diffusion import FedDiffusionConfig, make_config
+from edgegen.envs.fed_diffusion.env import FedDiffusionEnv
+from edgegen.envs.quantization import payload_bits
+from edgegen.solvers.fed_energy import solve_round_energy, with_payload
 
 ID = "edgegen/FedDiffusion-v0"
 
@@ -27,7 +27,7 @@ def test_env_checkers_pass_without_warnings(render_mode):
 
 
 def test_make_with_module_prefix_and_registry_settings():
-    env = gym.make("envs:edgegen/FedDiffusion-v0")
+    env = gym.make("edgegen:edgegen/FedDiffusion-v0")
     assert env.spec.max_episode_steps == 50
     assert env.unwrapped.cost_spec.names == ("deadline_miss_fraction",)
 

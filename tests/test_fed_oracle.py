@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from envs.fed_diffusion.energy import RoundProblem, round_outcome
-from solvers.fed_energy import (
+from edgegen.envs.fed_diffusion.energy import RoundProblem, round_outcome
+from edgegen.solvers.fed_energy import (
     frequency_at_multiplier,
     solve_round_cvxpy,
     solve_round_energy,
@@ -150,7 +150,7 @@ def test_cvxpy_rejects_batches():
 
 
 def _sampled_episodes(config, episodes, seed):
-    from envs.fed_diffusion.env import EpisodeBuilder, draw_episode
+    from edgegen.envs.fed_diffusion.env import EpisodeBuilder, draw_episode
 
     rng = np.random.default_rng(seed)
     draws = [draw_episode(config, rng) for _ in range(episodes)]
@@ -158,9 +158,9 @@ def _sampled_episodes(config, episodes, seed):
 
 
 def test_cheapest_late_choice_is_an_end_of_the_share_range():
-    from envs.fed_diffusion.config import make_config
-    from envs.fed_diffusion.energy import round_outcome
-    from solvers.fed_cmdp import device_choices
+    from edgegen.envs.fed_diffusion.config import make_config
+    from edgegen.envs.fed_diffusion.energy import round_outcome
+    from edgegen.solvers.fed_cmdp import device_choices
 
     problem = _sampled_episodes(make_config(), 2, seed=31)[:, :3]  # (2, 3, K)
     _, _, late_share, late_energy = device_choices(problem)
@@ -175,8 +175,8 @@ def test_cheapest_late_choice_is_an_end_of_the_share_range():
 def test_cmdp_threshold_policy_is_the_lp_optimum_of_the_samples():
     from scipy.optimize import linprog
 
-    from envs.fed_diffusion.config import make_config
-    from solvers.fed_cmdp import device_choices, fit_cmdp_policy
+    from edgegen.envs.fed_diffusion.config import make_config
+    from edgegen.solvers.fed_cmdp import device_choices, fit_cmdp_policy
 
     cfg = make_config(deadline_miss_fraction_limit=0.01)  # binds on these samples
     problem = _sampled_episodes(cfg, 12, seed=32)
@@ -205,9 +205,9 @@ def test_cmdp_threshold_policy_is_the_lp_optimum_of_the_samples():
 
 
 def test_cmdp_policy_meets_the_average_limit_on_fresh_episodes():
-    from envs.fed_diffusion.config import make_config
-    from envs.fed_diffusion.energy import round_outcome
-    from envs.fed_diffusion.env import cmdp_policy
+    from edgegen.envs.fed_diffusion.config import make_config
+    from edgegen.envs.fed_diffusion.energy import round_outcome
+    from edgegen.envs.fed_diffusion.env import cmdp_policy
 
     cfg = make_config(deadline_miss_fraction_limit=0.025)  # binding (3 % would go late freely)
     policy = cmdp_policy(cfg)

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-import envs  # noqa: F401
-from envs.backends.data import shape_images
-from envs.backends.federated_ddpm import FederatedDDPM, FederatedDDPMConfig
-from envs.backends.frechet import frechet_distance, gaussian_statistics, load_classifier
+import edgegen  # noqa: F401  (registers the edgegen ids)
+from edgegen.envs.backends.data import shape_images
+from edgegen.envs.backends.federated_ddpm import FederatedDDPM, FederatedDDPMConfig
+from edgegen.envs.backends.frechet import frechet_distance, gaussian_statistics, load_classifier
 
 SMALL = FederatedDDPMConfig(
     num_devices=3,
@@ -54,11 +54,13 @@ def test_shipped_classifier_recognises_fresh_shapes_and_errors_name_the_file(tmp
     with torch.no_grad():
         pred = model(torch.from_numpy(shape_images(labels, seed=4242, size=16))).argmax(1).numpy()
     assert (pred == labels).mean() >= 0.97
-    with pytest.raises(FileNotFoundError, match=r"nope.safetensors.*python -m envs.backends.frechet"):
+    with pytest.raises(FileNotFoundError, match=r"nope.safetensors.*python -m edgegen.envs.backends.frechet"):
         load_classifier(tmp_path / "nope.safetensors")
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x00" * 16)
-    with pytest.raises(ValueError, match=r"bad.safetensors are corrupt.*python -m envs.backends.frechet"):
+    with pytest.raises(
+        ValueError, match=r"bad.safetensors are corrupt.*python -m edgegen.envs.backends.frechet"
+    ):
         load_classifier(bad)
 
 

@@ -7,10 +7,10 @@ import shutil
 import gymnasium as gym
 import pytest
 
-import envs  # noqa: F401
-import envs.integrity as integrity
-from envs.backends import flops
-from envs.integrity import ASSETS_DIR, AssetError, verify_asset, verify_assets
+import edgegen  # noqa: F401  (registers the edgegen ids)
+import edgegen.envs.integrity as integrity
+from edgegen.envs.backends import flops
+from edgegen.envs.integrity import ASSETS_DIR, AssetError, verify_asset, verify_assets
 
 
 @pytest.fixture
@@ -53,7 +53,7 @@ def test_every_shipped_asset_matches_the_manifest():
 )
 def test_damaged_backbone_file_is_named_with_its_rebuild_command(assets, relative):
     _damage(assets / relative)
-    with pytest.raises(AssetError, match=rf"{relative}.*python -m envs.backends.diffusion.train"):
+    with pytest.raises(AssetError, match=rf"{relative}.*python -m edgegen.envs.backends.diffusion.train"):
         verify_assets(assets / "meg_backbone")
 
 
@@ -64,8 +64,8 @@ def test_deleted_prompt_embeddings_name_the_rebuild_command(assets):
 
 
 def test_live_envs_check_their_lazily_used_assets_when_built(assets, monkeypatch):
-    import envs.backends.diffusion.backbone as backbone
-    import envs.backends.frechet as frechet
+    import edgegen.envs.backends.diffusion.backbone as backbone
+    import edgegen.envs.backends.frechet as frechet
 
     monkeypatch.setattr(backbone, "DEFAULT_BACKBONE_DIR", assets / "meg_backbone")
     monkeypatch.setattr(frechet, "CLASSIFIER_WEIGHTS", assets / "shape16_classifier.safetensors")
@@ -85,7 +85,7 @@ def test_flops_cache_damage_names_the_file(assets, tmp_path):
     flops._load_cache.cache_clear()
     try:
         _damage(assets / "flops.json", 0.3, 8)
-        with pytest.raises(AssetError, match=r"flops.json is corrupt.*python -m envs.backends.flops"):
+        with pytest.raises(AssetError, match=r"flops.json is corrupt.*python -m edgegen.envs.backends.flops"):
             flops._load_cache(assets / "flops.json")
         outside = tmp_path / "my_flops.json"  # a user's own cache: no manifest, but a clear error
         outside.write_bytes(b'{"architectures": "\xff\xfe"}')

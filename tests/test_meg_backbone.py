@@ -5,16 +5,16 @@ import numpy as np
 import pytest
 import torch
 
-import envs  # noqa: F401
-from envs.backends.diffusion.backbone import (
+import edgegen  # noqa: F401  (registers the edgegen ids)
+from edgegen.envs.backends.diffusion.backbone import (
     SplitLatentDiffusion,
     build_scheduler,
     build_unet,
     build_vae,
     load_default_backbone,
 )
-from envs.backends.diffusion.profile import build_profile
-from envs.meg.quality import DEFAULT_PROFILE, load_profile
+from edgegen.envs.backends.diffusion.profile import build_profile
+from edgegen.envs.meg.quality import DEFAULT_PROFILE, load_profile
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +52,14 @@ def test_loading_errors_name_the_file_and_the_rebuild_command(tmp_path):
         SplitLatentDiffusion.from_pretrained(tmp_path / "b", prompt_embeds=torch.zeros(2, 1, 64)).n_prompts
         == 2
     )
-    with pytest.raises(FileNotFoundError, match=r"nowhere/unet.*python -m envs.backends.diffusion.train"):
+    with pytest.raises(
+        FileNotFoundError, match=r"nowhere/unet.*python -m edgegen.envs.backends.diffusion.train"
+    ):
         SplitLatentDiffusion.from_pretrained(tmp_path / "nowhere" if False else _mkdir(tmp_path / "nowhere"))
     weights = next((tmp_path / "b" / "vae").glob("*.safetensors"))
     weights.write_bytes(b"garbage")
     with pytest.raises(
-        FileNotFoundError, match=r"corrupt or incomplete.*python -m envs.backends.diffusion.train"
+        FileNotFoundError, match=r"corrupt or incomplete.*python -m edgegen.envs.backends.diffusion.train"
     ):
         SplitLatentDiffusion.from_pretrained(tmp_path / "b", prompt_embeds=torch.zeros(2, 1, 64))
 

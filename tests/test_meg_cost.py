@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from envs.backends.flops import get_count
-from envs.meg.config import make_config
-from envs.meg.cost_model import (
+from edgegen.envs.backends.flops import get_count
+from edgegen.envs.meg.config import make_config
+from edgegen.envs.meg.cost_model import (
     ComputeModel,
     image_bits,
     latent_bits,

@@ -9,11 +9,11 @@ from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-import envs  # noqa: F401
-from envs.meg.config import MEGConfig, make_config
-from envs.meg.cost_model import latent_bits, task_energy_j, task_latency_s
-from envs.meg.env import MEGEnv
-from envs.meg.quality import DEFAULT_PROFILE, load_profile
+import edgegen  # noqa: F401  (registers the edgegen ids)
+from edgegen.envs.meg.config import MEGConfig, make_config
+from edgegen.envs.meg.cost_model import latent_bits, task_energy_j, task_latency_s
+from edgegen.envs.meg.env import MEGEnv
+from edgegen.envs.meg.quality import DEFAULT_PROFILE, load_profile
 
 ID = "edgegen/MEG-v0"
 
@@ -29,7 +29,7 @@ def test_env_checkers_pass_without_warnings(render_mode, preset):
 
 
 def test_registry_and_spaces():
-    env = gym.make("envs:edgegen/MEG-v0")
+    env = gym.make("edgegen:edgegen/MEG-v0")
     assert env.spec.max_episode_steps == 64
     assert env.unwrapped.cost_spec.names == ("latency_s", "energy_j")
     assert env.unwrapped.cost_spec.limits == (3.8, 650.0)
@@ -207,11 +207,15 @@ def test_unknown_preset_field_and_uncovered_steps():
 
 def test_missing_and_corrupt_profile_name_the_file_and_the_rebuild_command(tmp_path):
     missing = tmp_path / "nope.npz"
-    with pytest.raises(FileNotFoundError, match=rf"{missing}.*python -m envs.backends.diffusion.profile"):
+    with pytest.raises(
+        FileNotFoundError, match=rf"{missing}.*python -m edgegen.envs.backends.diffusion.profile"
+    ):
         gym.make(ID, profile_path=str(missing))
     corrupt = tmp_path / "corrupt.npz"
     corrupt.write_bytes(b"not a zip file")
-    with pytest.raises(ValueError, match=rf"{corrupt} is corrupt.*python -m envs.backends.diffusion.profile"):
+    with pytest.raises(
+        ValueError, match=rf"{corrupt} is corrupt.*python -m edgegen.envs.backends.diffusion.profile"
+    ):
         gym.make(ID, profile_path=str(corrupt))
     partial = tmp_path / "partial.npz"
     with np.load(DEFAULT_PROFILE) as data:

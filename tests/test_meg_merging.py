@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from envs.backends.diffusion.merging import merge_tokens, patchify, unmerge_tokens, unpatchify
+from edgegen.envs.backends.diffusion.merging import merge_tokens, patchify, unmerge_tokens, unpatchify
 
 
 def brute_force_merge(latent: np.ndarray, rho: float, dst_choice: np.ndarray) -> np.ndarray:

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 from scipy.optimize import linprog
 
-import envs  # noqa: F401
-from envs.meg.channel import iid_frame_snr, rate_bps
-from envs.meg.config import make_config
-from envs.meg.cost_model import latent_bits, merged_token_count, task_energy_j, task_latency_s
-from envs.meg.quality import load_profile
-from solvers.meg_oracle import action_grid, best_fixed_action, frame_rewards, solve_meg_oracle
+import edgegen  # noqa: F401  (registers the edgegen ids)
+from edgegen.envs.meg.channel import iid_frame_snr, rate_bps
+from edgegen.envs.meg.config import make_config
+from edgegen.envs.meg.cost_model import latent_bits, merged_token_count, task_energy_j, task_latency_s
+from edgegen.envs.meg.quality import load_profile
+from edgegen.solvers.meg_oracle import action_grid, best_fixed_action, frame_rewards, solve_meg_oracle
 
 
 def _policy_averages(oracle, config, profile, rate, rng):
@@ -100,7 +100,7 @@ def test_env_oracle_action_beats_baselines_and_meets_limits():
 
 
 def test_pareto_pruning_keeps_exactly_the_undominated_actions():
-    from solvers.meg_oracle import pareto_actions
+    from edgegen.solvers.meg_oracle import pareto_actions
 
     rng = np.random.default_rng(3)
     r, lat, en = (rng.integers(0, 6, (40, 30)).astype(float) for _ in range(3))  # many ties

@@ -13,14 +13,13 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import envs
-import envs.wireless
-from envs.meg.channel import episode_snr
-from envs.meg.config import make_config as make_meg_config
-from envs.meg.cost_model import latent_bits, merged_token_count, task_energy_j, task_latency_s
-from envs.quantization import RANGE_HEADER_BITS, payload_bits, variance_bound
-from envs.sflam.config import make_config as make_sflam_config
-from envs.sflam.system import (
+import edgegen.envs.wireless
+from edgegen.envs.meg.channel import episode_snr
+from edgegen.envs.meg.config import make_config as make_meg_config
+from edgegen.envs.meg.cost_model import latent_bits, merged_token_count, task_energy_j, task_latency_s
+from edgegen.envs.quantization import RANGE_HEADER_BITS, payload_bits, variance_bound
+from edgegen.envs.sflam.config import make_config as make_sflam_config
+from edgegen.envs.sflam.system import (
     RoundTables,
     device_compute_energy_j,
     per_value_quantization_error,
@@ -68,7 +67,7 @@ def test_meg_channel_fading_goes_through_the_shared_gauss_markov_step(monkeypatc
     path = cfg.tx_power_w * 10 ** (-(35.3 + 37.6 * np.log10(distance)) / 10) / cfg.noise_power_w
     np.testing.assert_allclose(reference, path * gain, rtol=1e-12)
     # and the channel really calls the shared function: break it, and the channel changes
-    monkeypatch.setattr(envs.wireless, "gauss_markov_step", lambda prev, inn, corr: 2.0 * inn)
+    monkeypatch.setattr(edgegen.envs.wireless, "gauss_markov_step", lambda prev, inn, corr: 2.0 * inn)
     assert not np.allclose(episode_snr(cfg, np.random.default_rng(1), 50), reference)
 
 

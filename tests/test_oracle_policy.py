@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from stable_baselines3.common.env_util import make_vec_env
 
-import envs  # noqa: F401
-from agents import OraclePolicy
+import edgegen  # noqa: F401  (registers the edgegen ids)
+from edgegen.agents import OraclePolicy
 
 
 def test_oracle_policy_on_a_single_env():

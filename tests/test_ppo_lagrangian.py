@@ -6,8 +6,8 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import SubprocVecEnv
 from toy_cmdp import ToyCMDP
 
-import envs  # noqa: F401
-from agents import OraclePolicy, PPOLagrangian, evaluate_policy_with_cost
+import edgegen  # noqa: F401  (registers the edgegen ids)
+from edgegen.agents import OraclePolicy, PPOLagrangian, evaluate_policy_with_cost
 
 
 class LambdaTrace(BaseCallback):
@@ -87,7 +87,7 @@ def test_runs_on_every_env_and_logs_namespaced_keys(env_id, lagrangian, tmp_path
 
 def test_subproc_vec_env_and_cost_limit_override():
     # "envs:" makes gymnasium import the package (and register the ids) in the worker processes
-    env = make_vec_env("envs:edgegen/FedDiffusion-v0", n_envs=2, seed=2, vec_env_cls=SubprocVecEnv)
+    env = make_vec_env("edgegen:edgegen/FedDiffusion-v0", n_envs=2, seed=2, vec_env_cls=SubprocVecEnv)
     model = PPOLagrangian(
         "MlpPolicy",
         env,

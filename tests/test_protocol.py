@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from agents import protocol
-from agents.protocol import (
+from edgegen.agents import protocol
+from edgegen.agents.protocol import (
     FEASIBILITY_TOLERANCE,
     aggregate_gaps,
     cost_checks,
@@ -15,7 +15,7 @@ from agents.protocol import (
     mean_interval,
     rank_key,
 )
-from agents.suite import score_jobs
+from edgegen.agents.suite import score_jobs
 
 # Student t quantile 0.975 at 2 degrees of freedom, closed form (2p - 1) / sqrt(2p(1 - p)) (tables: 4.303)
 T_975_2 = 0.95 / math.sqrt(2 * 0.975 * 0.025)
@@ -96,7 +96,7 @@ def test_seed_blocks_are_disjoint_and_headlines_name_the_envs_objective():
     assert protocol.TUNING_EVAL_SEED + 40_000 <= protocol.EVAL_SEED  # the tuning block's episodes end
     import gymnasium as gym
 
-    import envs  # noqa: F401
+    import edgegen  # noqa: F401  (registers the edgegen ids)
 
     for env_id, head in protocol.HEADLINES.items():
         assert gym.make(env_id).unwrapped.objective_key == head.metric

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from envs.quantization import check_bits, payload_bits, quantize_numpy, quantize_torch, variance_bound
+from edgegen.envs.quantization import check_bits, payload_bits, quantize_numpy, quantize_torch, variance_bound
 
 
 @pytest.mark.parametrize("bits", [1, 2, 4, 8])

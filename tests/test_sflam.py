@@ -12,12 +12,12 @@ from scipy.optimize import linear_sum_assignment
 from sflam_reference import reference_optimum
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-import envs  # noqa: F401
-from envs.backends.flops import get_count
-from envs.sflam.config import SFLAMConfig, make_config
-from envs.sflam.system import fixed_latency_s, round_outcome, upload_bits
-from envs.wireless import channel_gain, path_loss_db_macro
-from solvers.sflam_bcd import solve_sflam_bcd
+import edgegen  # noqa: F401  (registers the edgegen ids)
+from edgegen.envs.backends.flops import get_count
+from edgegen.envs.sflam.config import SFLAMConfig, make_config
+from edgegen.envs.sflam.system import fixed_latency_s, round_outcome, upload_bits
+from edgegen.envs.wireless import channel_gain, path_loss_db_macro
+from edgegen.solvers.sflam_bcd import solve_sflam_bcd
 
 ID = "edgegen/SFLAM-v0"
 
@@ -80,7 +80,7 @@ def test_bcd_within_one_percent_of_the_grid_reference_on_small_instances():
 
 @pytest.mark.parametrize("seed", [0, 3])
 def test_lambert_w_allocation_agrees_with_the_cvxpy_sca_block(seed):
-    from solvers.sflam_bcd import _power_bandwidth_step, least_latency_start, optimal_allocation
+    from edgegen.solvers.sflam_bcd import _power_bandwidth_step, least_latency_start, optimal_allocation
 
     cfg = make_config()
     rng = np.random.default_rng(seed)
@@ -198,7 +198,7 @@ def test_bad_config_values_name_the_field(field, value, match):
 
 
 def test_indexed_outcome_equals_the_general_model():
-    from envs.sflam.system import RoundTables, round_outcome_indexed
+    from edgegen.envs.sflam.system import RoundTables, round_outcome_indexed
 
     cfg = make_config()
     rng = np.random.default_rng(2)
@@ -246,8 +246,8 @@ def test_vector_envs_match_single_envs_and_reset_with_zero_costs(mode):
 
 
 def test_scheduler_matching_maximises_the_sum_rate_per_round():
-    from envs.sflam.scheduler import rate_matching
-    from envs.sflam.system import equal_share_rates_bps
+    from edgegen.envs.sflam.scheduler import rate_matching
+    from edgegen.envs.sflam.system import equal_share_rates_bps
 
     cfg = make_config()
     rng = np.random.default_rng(5)

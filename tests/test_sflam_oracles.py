@@ -7,12 +7,12 @@ from scipy.optimize import linprog
 from sflam_reference import reference_optimum
 from test_sflam import _instance
 
-import envs  # noqa: F401
-from envs.sflam.config import make_config
-from envs.sflam.system import round_outcome
-from solvers.sflam_bcd import solve_sflam_bcd
-from solvers.sflam_cmdp import fit_cmdp_policy, latency_grid
-from solvers.sflam_dual import round_curve, solve_sflam_dual
+import edgegen  # noqa: F401  (registers the edgegen ids)
+from edgegen.envs.sflam.config import make_config
+from edgegen.envs.sflam.system import round_outcome
+from edgegen.solvers.sflam_bcd import solve_sflam_bcd
+from edgegen.solvers.sflam_cmdp import fit_cmdp_policy, latency_grid
+from edgegen.solvers.sflam_dual import round_curve, solve_sflam_dual
 
 
 def _check_decisions(cfg, gain, fixed, sol):

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 from transformers import ViTForImageClassification
 
-import envs  # noqa: F401
-from envs.backends.split_vit import (
+import edgegen  # noqa: F401  (registers the edgegen ids)
+from edgegen.envs.backends.split_vit import (
     SplitFederatedViT,
     SplitViT,
     _average_into,

@@ -12,10 +12,10 @@ from pathlib import Path
 import gymnasium as gym
 import pytest
 
-import envs  # noqa: F401
-from agents import OraclePolicy, PPOLagrangian, evaluate_policy_with_cost
-from agents.protocol import EVAL_SEED, gap_and_interval
-from agents.suite import SuiteArgs, run_suite
+import edgegen  # noqa: F401  (registers the edgegen ids)
+from edgegen.agents import OraclePolicy, PPOLagrangian, evaluate_policy_with_cost
+from edgegen.agents.protocol import EVAL_SEED, gap_and_interval
+from edgegen.agents.suite import SuiteArgs, run_suite
 
 pytestmark = pytest.mark.slow
 FED = "edgegen/FedDiffusion-v0"

@@ -7,8 +7,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import train_agent
-from agents import CVPO, PPOLagrangian
+from edgegen import train_agent
+from edgegen.agents import CVPO, PPOLagrangian
 
 TINY = [
     "--timesteps",
@@ -456,11 +456,11 @@ def test_resumed_runs_end_within_seed_noise_of_uninterrupted_ones(tmp_path, monk
 
 
 def test_recipes_are_data_applied_by_default_with_user_overrides_on_top(tmp_path, capsys):
-    from agents import load_hyperparams
+    from edgegen.agents import load_hyperparams
 
     meg, source = load_hyperparams("cvpo", "edgegen/MEG-v0")
     assert source == "agents/hyperparams/cvpo.yml#edgegen/MEG-v0" and meg["normalize_costs"] is True
-    assert load_hyperparams("cvpo", "envs:edgegen/FedDiffusion-v0")[0]["entity_dims"] == [3, 1]
+    assert load_hyperparams("cvpo", "edgegen:edgegen/FedDiffusion-v0")[0]["entity_dims"] == [3, 1]
     assert load_hyperparams("ppo-pid", "edgegen/SFLAM-v0")[1].endswith("ppo-pid.yml#default")
     with pytest.raises(ValueError, match="no recipe file for algo 'sac'"):
         load_hyperparams("sac", "edgegen/MEG-v0")

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode
 
-import envs  # noqa: F401
-from agents import PPOLagrangian
-from agents.vec_env import SB3VecEnv
+import edgegen  # noqa: F401  (registers the edgegen ids)
+from edgegen.agents import PPOLagrangian
+from edgegen.agents.vec_env import SB3VecEnv
 
 # (id, kwargs, exact): FedDiffusion and MEG are bit for bit; SFLAM sums its rounds in another order.
 CASES = [

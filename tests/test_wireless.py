@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from envs import wireless as w
+from edgegen.envs import wireless as w
 
 
 def test_power_conversions_hand_values():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-from envs.cmdp import CostSpec
+from edgegen.envs.cmdp import CostSpec
 
 
 class ToyCMDP(gym.Env):

@@ -23,9 +23,14 @@ import numpy as np
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
-from envs.backends.data import dirichlet_split, shape_images
-from envs.backends.frechet import ShapeClassifier, frechet_distance, gaussian_statistics, load_classifier
-from envs.quantization import RANGE_HEADER_BITS, check_bits, quantize_torch, variance_bound
+from edgegen.envs.backends.data import dirichlet_split, shape_images
+from edgegen.envs.backends.frechet import (
+    ShapeClassifier,
+    frechet_distance,
+    gaussian_statistics,
+    load_classifier,
+)
+from edgegen.envs.quantization import RANGE_HEADER_BITS, check_bits, quantize_torch, variance_bound
 
 __all__ = ["FederatedDDPM", "FederatedDDPMConfig", "RoundReport", "build_unet"]
 

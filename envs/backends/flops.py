@@ -3,7 +3,9 @@
 The counts come from ``torch.utils.flop_counter.FlopCounterMode`` (a multiply-add counts as two
 FLOPs) on the diffusers models with their published configs. They are cached in
 ``envs/assets/flops.json`` so that envs never import torch; :func:`count_architecture` recounts one
-model and ``python -m envs.backends.flops`` rewrites the cache.
+model and ``python -m edgegen.envs.backends.flops`` rewrites the cache: the shipped one in a source
+checkout, else ``./flops.json`` in the current folder (never a file inside site-packages); the envs
+read a rebuilt cache named by the ``EDGEGEN_FLOPS_CACHE`` environment variable.
 
 | name              | model                                   | input (batch 1)                  |
 |-------------------|-----------------------------------------|----------------------------------|
@@ -17,18 +19,33 @@ model and ``python -m envs.backends.flops`` rewrites the cache.
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from envs.integrity import verify_asset
+from edgegen.envs.integrity import verify_asset
 
 __all__ = ["ARCHITECTURES", "FLOPS_CACHE", "ArchitectureCount", "count_architecture", "get_count"]
 
 FLOPS_CACHE = Path(__file__).resolve().parent.parent / "assets" / "flops.json"
-REBUILD_COMMAND = "python -m envs.backends.flops"
+REBUILD_COMMAND = "python -m edgegen.envs.backends.flops"
+CACHE_VARIABLE = "EDGEGEN_FLOPS_CACHE"
+_CHECKOUT = (Path(__file__).resolve().parents[2] / "pyproject.toml").is_file()
+
+
+def cache_path() -> Path:
+    """The FLOP cache the envs read: ``$EDGEGEN_FLOPS_CACHE`` if set, else the shipped one."""
+    custom = os.environ.get(CACHE_VARIABLE)
+    return Path(custom) if custom else FLOPS_CACHE
+
+
+def default_output() -> Path:
+    """Where a rebuild writes: the shipped cache in a source checkout, else ./flops.json."""
+    return FLOPS_CACHE if _CHECKOUT else Path.cwd() / "flops.json"
 
 
 @dataclass(frozen=True)
@@ -214,8 +231,9 @@ def _load_cache(path: Path = FLOPS_CACHE) -> dict[str, ArchitectureCount]:
         ) from exc
 
 
-def get_count(name: str, path: Path = FLOPS_CACHE) -> ArchitectureCount:
-    """Cached count of ``name`` (no torch import)."""
+def get_count(name: str, path: Path | None = None) -> ArchitectureCount:
+    """Cached count of ``name`` (no torch import), from ``path`` or :func:`cache_path`."""
+    path = cache_path() if path is None else path
     counts = _load_cache(path)
     if name not in counts:
         raise ValueError(
@@ -225,8 +243,9 @@ def get_count(name: str, path: Path = FLOPS_CACHE) -> ArchitectureCount:
     return counts[name]
 
 
-def write_cache(path: Path = FLOPS_CACHE) -> dict[str, ArchitectureCount]:
-    """Recount every architecture and write the JSON cache."""
+def write_cache(path: Path | None = None) -> dict[str, ArchitectureCount]:
+    """Recount every architecture and write the JSON cache (to :func:`default_output` by default)."""
+    path = default_output() if path is None else path
     import diffusers
     import torch
 
@@ -244,9 +263,11 @@ def write_cache(path: Path = FLOPS_CACHE) -> dict[str, ArchitectureCount]:
 
 
 if __name__ == "__main__":
-    for count in write_cache().values():
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else default_output()
+    for count in write_cache(out).values():
         print(
             f"{count.name:18s} params={count.params / 1e6:9.2f} M  "
             f"forward={count.forward_flops / 1e12:8.4f} TFLOP  "
             f"training={count.training_flops / 1e12:8.4f} TFLOP"
         )
+    print(f"wrote {out}" + ("" if out == FLOPS_CACHE else f"; use it with {CACHE_VARIABLE}={out}"))

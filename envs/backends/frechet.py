@@ -4,7 +4,7 @@ FID's recipe at toy scale: a CNN trained to classify the 16x16 procedural shapes
 (``envs.backends.data.shape_images``, 10 classes) gives 64-dim penultimate features; the Frechet
 distance between two sets is the one between Gaussians fitted to their features,
 ``|mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2))``. The shipped weights
-(``envs/assets/shape16_classifier.safetensors``) are rebuilt by ``python -m envs.backends.frechet``
+(``envs/assets/shape16_classifier.safetensors``) are rebuilt by ``python -m edgegen.envs.backends.frechet``
 (about 20 s on 2 CPU cores).
 """
 
@@ -18,8 +18,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from envs.backends.data import shape_images
-from envs.integrity import verify_asset
+from edgegen.envs.backends.data import shape_images
+from edgegen.envs.integrity import verify_asset
 
 __all__ = [
     "CLASSIFIER_WEIGHTS",
@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 CLASSIFIER_WEIGHTS = Path(__file__).resolve().parents[1] / "assets" / "shape16_classifier.safetensors"
-RETRAIN_COMMAND = "python -m envs.backends.frechet"
+RETRAIN_COMMAND = "python -m edgegen.envs.backends.frechet"
 IMAGE_SIZE = 16
 
 

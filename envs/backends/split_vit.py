@@ -25,8 +25,8 @@ import torch
 from torch import nn
 from transformers import ViTConfig, ViTForImageClassification
 
-from envs.backends.data import dirichlet_split
-from envs.quantization import check_bits, quantize_torch
+from edgegen.envs.backends.data import dirichlet_split
+from edgegen.envs.quantization import check_bits, quantize_torch
 
 __all__ = ["DevicePart", "ServerPart", "SplitFederatedViT", "SplitViT", "digits_dataset", "tiny_vit_config"]
 

@@ -8,10 +8,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from envs.backends.flops import get_count
-from envs.presets import build_config, check_finite_fields, check_ranges, validate_config_fields
-from envs.quantization import RANGE_HEADER_BITS
-from envs.wireless import dbm_to_w, noise_power_w, path_loss_db_macro, shannon_rate_bps
+from edgegen.envs.backends.flops import get_count
+from edgegen.envs.presets import build_config, check_finite_fields, check_ranges, validate_config_fields
+from edgegen.envs.quantization import RANGE_HEADER_BITS
+from edgegen.envs.wireless import dbm_to_w, noise_power_w, path_loss_db_macro, shannon_rate_bps
 
 __all__ = ["PRESETS", "FedDiffusionConfig", "make_config"]
 

@@ -9,15 +9,16 @@ from typing import Any, ClassVar
 import numpy as np
 from gymnasium import spaces
 
-from envs.base import EdgeGenEnv
-from envs.fed_diffusion.config import PRESETS, FedDiffusionConfig
-from envs.fed_diffusion.energy import RoundProblem, device_outcome, round_outcome
-from envs.integrity import verify_asset
-from envs.oracle_result import OracleResult
-from envs.quantization import payload_bits
-from envs.wireless import channel_gain, path_loss_db_macro, rayleigh_power_gain, shadowing_db
-from solvers.fed_cmdp import FedCMDPPolicy, fit_cmdp_policy
-from solvers.fed_energy import solve_round_energy
+from edgegen.envs.base import EdgeGenEnv
+from edgegen.envs.extras import require_extra
+from edgegen.envs.fed_diffusion.config import PRESETS, FedDiffusionConfig
+from edgegen.envs.fed_diffusion.energy import RoundProblem, device_outcome, round_outcome
+from edgegen.envs.integrity import verify_asset
+from edgegen.envs.oracle_result import OracleResult
+from edgegen.envs.quantization import payload_bits
+from edgegen.envs.wireless import channel_gain, path_loss_db_macro, rayleigh_power_gain, shadowing_db
+from edgegen.solvers.fed_cmdp import FedCMDPPolicy, fit_cmdp_policy
+from edgegen.solvers.fed_energy import solve_round_energy
 
 __all__ = [
     "Episode",
@@ -181,7 +182,8 @@ class FedDiffusionEnv(EdgeGenEnv[FedDiffusionConfig]):
         self._inv_miss_limit = 1.0 / cfg.deadline_miss_fraction_limit
         self.builder = EpisodeBuilder(cfg)
         if cfg.backend == "live":  # the Frechet classifier loads after the last round: check it now
-            from envs.backends.frechet import CLASSIFIER_WEIGHTS
+            require_extra("live", "torch", "diffusers", "safetensors")
+            from edgegen.envs.backends.frechet import CLASSIFIER_WEIGHTS
 
             verify_asset(CLASSIFIER_WEIGHTS)
         self._oracle_in_info = cfg.oracle_in_info
@@ -235,7 +237,7 @@ class FedDiffusionEnv(EdgeGenEnv[FedDiffusionConfig]):
         self._samples, self._distance_m = episode.samples, episode.distance_m
         self._t = 0
         if cfg.backend == "live":
-            from envs.backends.federated_ddpm import FederatedDDPM, FederatedDDPMConfig
+            from edgegen.envs.backends.federated_ddpm import FederatedDDPM, FederatedDDPMConfig
 
             live_config = FederatedDDPMConfig(num_devices=cfg.num_devices)
             self._live = FederatedDDPM(live_config, seed=int(rng.integers(2**31 - 1)))

@@ -11,17 +11,17 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from envs.base import EdgeGenEnv
-from envs.fed_diffusion.energy import RoundProblem, device_outcome
-from envs.fed_diffusion.env import (
+from edgegen.envs.base import EdgeGenEnv
+from edgegen.envs.fed_diffusion.energy import RoundProblem, device_outcome
+from edgegen.envs.fed_diffusion.env import (
     EpisodeBuilder,
     FedDiffusionEnv,
     cmdp_oracle_results,
     draw_episode,
     solve_oracle_results,
 )
-from envs.oracle_result import OracleResult
-from envs.vector import BatchedEdgeGenEnv
+from edgegen.envs.oracle_result import OracleResult
+from edgegen.envs.vector import BatchedEdgeGenEnv
 
 __all__ = ["FedDiffusionVectorEnv"]
 

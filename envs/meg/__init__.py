@@ -1,5 +1,5 @@
 """MEG-v0: mobile edge generation (config, channel, cost model, quality profile, env)."""
 
-from envs.meg.config import PRESETS, MEGConfig, make_config
+from edgegen.envs.meg.config import PRESETS, MEGConfig, make_config
 
 __all__ = ["PRESETS", "MEGConfig", "make_config"]

@@ -7,8 +7,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from envs.meg.config import MEGConfig
-from envs.wireless import channel_gain, gauss_markov_innovations, gauss_markov_recursion, path_loss_db_micro
+from edgegen.envs.meg.config import MEGConfig
+from edgegen.envs.wireless import (
+    channel_gain,
+    gauss_markov_innovations,
+    gauss_markov_recursion,
+    path_loss_db_micro,
+)
 
 __all__ = [
     "channel_snr",

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal
 
-from envs.backends.flops import get_count
-from envs.meg.cost_model import ComputeModel
-from envs.presets import build_config, check_finite_fields, check_ranges, validate_config_fields
-from envs.wireless import dbm_to_w
+from edgegen.envs.backends.flops import get_count
+from edgegen.envs.meg.cost_model import ComputeModel
+from edgegen.envs.presets import build_config, check_finite_fields, check_ranges, validate_config_fields
+from edgegen.envs.wireless import dbm_to_w
 
 __all__ = ["PRESETS", "MEGConfig", "make_config"]
 

@@ -11,20 +11,21 @@ from typing import Any, ClassVar
 import numpy as np
 from gymnasium import spaces
 
-from envs.base import EdgeGenEnv
-from envs.integrity import verify_assets
-from envs.meg.channel import episode_snr, feature_noise_std, rate_bps
-from envs.meg.config import PRESETS, MEGConfig
-from envs.meg.cost_model import (
+from edgegen.envs.base import EdgeGenEnv
+from edgegen.envs.extras import require_extra
+from edgegen.envs.integrity import verify_assets
+from edgegen.envs.meg.channel import episode_snr, feature_noise_std, rate_bps
+from edgegen.envs.meg.config import PRESETS, MEGConfig
+from edgegen.envs.meg.cost_model import (
     payload_costs,
     task_energy_j,
     task_latency_s,
     unchecked_latent_bits,
     unchecked_merged_tokens,
 )
-from envs.meg.quality import QualityProfile, load_profile
-from envs.oracle_result import OracleResult
-from solvers.meg_oracle import MEGOracle, best_fixed_action, frame_rewards, solve_meg_oracle
+from edgegen.envs.meg.quality import QualityProfile, load_profile
+from edgegen.envs.oracle_result import OracleResult
+from edgegen.solvers.meg_oracle import MEGOracle, best_fixed_action, frame_rewards, solve_meg_oracle
 
 __all__ = ["MEGEnv"]
 
@@ -184,7 +185,8 @@ class MEGEnv(EdgeGenEnv[MEGConfig]):
         self._backbone: Any = None
         self._live = cfg.backend == "live"
         if self._live:  # the backbone loads at the first step: check its files now, not then
-            from envs.backends.diffusion.backbone import DEFAULT_BACKBONE_DIR
+            require_extra("live", "torch", "diffusers", "safetensors")
+            from edgegen.envs.backends.diffusion.backbone import DEFAULT_BACKBONE_DIR
 
             verify_assets(DEFAULT_BACKBONE_DIR)
         self._image_rgb: np.ndarray | None = None
@@ -294,7 +296,7 @@ class MEGEnv(EdgeGenEnv[MEGConfig]):
         """Run the shipped backbone for this frame's prompt and seed; ln MSE against its reference."""
         import torch
 
-        from envs.backends.diffusion.backbone import load_default_backbone
+        from edgegen.envs.backends.diffusion.backbone import load_default_backbone
 
         if self._backbone is None:
             self._backbone = load_default_backbone()

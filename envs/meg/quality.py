@@ -1,6 +1,6 @@
 """MEG-v0 quality model: ``ln MSE(N, rho, sigma)`` read from a measured quality profile (npz).
 
-The profile (built by ``python -m envs.backends.diffusion.profile`` from the real split-diffusion
+The profile (built by ``python -m edgegen.envs.backends.diffusion.profile`` from the real split-diffusion
 backbone) holds, per grid cell, the mean and the spread over prompts and seeds of ``ln MSE`` against
 the reference image. Lookups are exact in ``N`` (an integer grid) and linear in ``rho`` and
 ``sigma``; values outside the measured ``sigma`` range are clamped to its ends. No torch here.
@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from envs.integrity import verify_asset
+from edgegen.envs.integrity import verify_asset
 
 __all__ = ["DEFAULT_PROFILE", "PROFILE_VERSION", "REBUILD_COMMAND", "QualityProfile", "load_profile"]
 
 DEFAULT_PROFILE = Path(__file__).resolve().parents[1] / "assets" / "meg_quality_profile.npz"
-REBUILD_COMMAND = "python -m envs.backends.diffusion.profile"
+REBUILD_COMMAND = "python -m edgegen.envs.backends.diffusion.profile"
 PROFILE_VERSION = 1
 _REQUIRED = ("steps", "rho", "sigma", "ln_mse_mean_finetuned", "ln_mse_std_finetuned", "metadata")
 

@@ -13,13 +13,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from envs.base import EdgeGenEnv
-from envs.meg.channel import channel_snr, draw_channel, feature_noise_std, rate_bps
-from envs.meg.cost_model import payload_costs, unchecked_latent_bits, unchecked_merged_tokens
-from envs.meg.env import MEGEnv
-from envs.meg.quality import _interp_weights
-from envs.oracle_result import OracleResult
-from envs.vector import BatchedEdgeGenEnv
+from edgegen.envs.base import EdgeGenEnv
+from edgegen.envs.meg.channel import channel_snr, draw_channel, feature_noise_std, rate_bps
+from edgegen.envs.meg.cost_model import payload_costs, unchecked_latent_bits, unchecked_merged_tokens
+from edgegen.envs.meg.env import MEGEnv
+from edgegen.envs.meg.quality import _interp_weights
+from edgegen.envs.oracle_result import OracleResult
+from edgegen.envs.vector import BatchedEdgeGenEnv
 
 __all__ = ["MEGVectorEnv"]
 
@@ -136,7 +136,7 @@ class MEGVectorEnv(BatchedEdgeGenEnv):
         if (self._t >= self.horizon).any():
             raise RuntimeError("MEG-v0: a sub-env has no episode in progress; call reset() first")
         env: MEGEnv = self.envs[0]  # type: ignore[assignment]
-        from solvers.meg_oracle import frame_rewards
+        from edgegen.solvers.meg_oracle import frame_rewards
 
         solved = env.solved_oracle()
         s, t = self._store, self._t

@@ -1,5 +1,5 @@
 """SFLAM-v0: quantized split federated fine-tuning of a ViT (config, system model, env)."""
 
-from envs.sflam.config import PRESETS, SFLAMConfig, make_config
+from edgegen.envs.sflam.config import PRESETS, SFLAMConfig, make_config
 
 __all__ = ["PRESETS", "SFLAMConfig", "make_config"]

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from envs.backends.flops import get_count
-from envs.presets import build_config, check_finite_fields, check_ranges, validate_config_fields
-from envs.wireless import dbm_to_w, noise_power_w
+from edgegen.envs.backends.flops import get_count
+from edgegen.envs.presets import build_config, check_finite_fields, check_ranges, validate_config_fields
+from edgegen.envs.wireless import dbm_to_w, noise_power_w
 
 __all__ = ["PRESETS", "SFLAMConfig", "make_config"]
 

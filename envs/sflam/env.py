@@ -9,14 +9,15 @@ from typing import Any, ClassVar
 import numpy as np
 from gymnasium import spaces
 
-from envs.base import EdgeGenEnv
-from envs.oracle_result import OracleResult, OracleStatus
-from envs.sflam.config import PRESETS, SFLAMConfig
-from envs.sflam.scheduler import rate_matching
-from envs.sflam.system import RoundTables, fixed_latency_s, round_outcome_indexed
-from envs.wireless import channel_gain, path_loss_db_macro
-from solvers.sflam_cmdp import SFLAMCMDPPolicy, fit_cmdp_policy
-from solvers.sflam_dual import solve_sflam_dual
+from edgegen.envs.base import EdgeGenEnv
+from edgegen.envs.extras import require_extra
+from edgegen.envs.oracle_result import OracleResult, OracleStatus
+from edgegen.envs.sflam.config import PRESETS, SFLAMConfig
+from edgegen.envs.sflam.scheduler import rate_matching
+from edgegen.envs.sflam.system import RoundTables, fixed_latency_s, round_outcome_indexed
+from edgegen.envs.wireless import channel_gain, path_loss_db_macro
+from edgegen.solvers.sflam_cmdp import SFLAMCMDPPolicy, fit_cmdp_policy
+from edgegen.solvers.sflam_dual import solve_sflam_dual
 
 try:  # the clip ufunc itself: one C call, where np.clip's Python wrapper costs ~1 us on 30 values
     from numpy._core.umath import clip as _clip  # type: ignore[attr-defined]
@@ -223,7 +224,8 @@ class SFLAMEnv(EdgeGenEnv[SFLAMConfig]):
         self._t = 0
         self._oracle_cache = {}
         if self.config.backend == "live":
-            from envs.backends.split_vit import SplitFederatedViT
+            require_extra("live", "torch", "transformers", "sklearn")
+            from edgegen.envs.backends.split_vit import SplitFederatedViT
 
             seed_live = int(rng.integers(2**31 - 1))
             self._live = SplitFederatedViT(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from envs.sflam.config import SFLAMConfig
+from edgegen.envs.sflam.config import SFLAMConfig
 
 __all__ = ["rate_matching"]
 

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from envs.quantization import payload_bits, variance_bound
-from envs.sflam.config import SFLAMConfig
+from edgegen.envs.quantization import payload_bits, variance_bound
+from edgegen.envs.sflam.config import SFLAMConfig
 
 __all__ = [
     "RoundOutcome",

@@ -13,11 +13,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from envs.base import EdgeGenEnv
-from envs.oracle_result import OracleResult
-from envs.sflam.env import SFLAMEnv
-from envs.sflam.system import round_outcome_indexed
-from envs.vector import BatchedEdgeGenEnv
+from edgegen.envs.base import EdgeGenEnv
+from edgegen.envs.oracle_result import OracleResult
+from edgegen.envs.sflam.env import SFLAMEnv
+from edgegen.envs.sflam.system import round_outcome_indexed
+from edgegen.envs.vector import BatchedEdgeGenEnv
 
 __all__ = ["SFLAMVectorEnv"]
 

@@ -7,7 +7,7 @@ merged, noisy latents, and prompt embeddings (``n_prompts x seq x dim``, what a 
 give). ``from_pretrained`` loads a diffusers-layout folder or hub id (``unet/``, ``vae/``,
 ``scheduler/``; SD-Turbo-class models work if you pass ``prompt_embeds``) and ``save_pretrained``
 writes one. The shipped default is a small class-conditional model trained by
-``python -m envs.backends.diffusion.train`` on procedural shapes (``envs.backends.data``).
+``python -m edgegen.envs.backends.diffusion.train`` on procedural shapes (``envs.backends.data``).
 
 Latents are handled in the scaled space (``vae.config.scaling_factor``), where they have about unit
 variance; channel noise ``sigma`` is relative to that.
@@ -27,8 +27,8 @@ from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, UNet2DCond
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from safetensors.torch import load_file, save_file
 
-from envs.backends.diffusion.merging import merge_tokens, unmerge_tokens
-from envs.integrity import verify_assets
+from edgegen.envs.backends.diffusion.merging import merge_tokens, unmerge_tokens
+from edgegen.envs.integrity import verify_assets
 
 __all__ = [
     "DEFAULT_BACKBONE_DIR",
@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 DEFAULT_BACKBONE_DIR = Path(__file__).resolve().parents[2] / "assets" / "meg_backbone"
-RETRAIN_COMMAND = "python -m envs.backends.diffusion.train"
+RETRAIN_COMMAND = "python -m edgegen.envs.backends.diffusion.train"
 IMAGE_SIZE = 32
 PROMPT_DIM = 64
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from envs.meg.cost_model import merged_token_count
+from edgegen.envs.meg.cost_model import merged_token_count
 
 __all__ = ["MergedLatent", "merge_tokens", "patchify", "unmerge_tokens", "unpatchify"]
 

@@ -6,8 +6,8 @@ decoder. The MSE (pixels in [0, 1]) is against the reference image: ``N_max`` st
 noiseless, plain decoder, same prompt and seed. Per cell the profile stores the mean and spread of
 ``ln MSE`` and of ``MSE`` (npz, with JSON metadata); MEG-v0 reads it through ``envs.meg.quality``.
 
-``python -m envs.backends.diffusion.profile`` rebuilds the shipped ``envs/assets/meg_quality_profile.npz``
-(about 3 minutes on 2 CPU cores) and its figure.
+``python -m edgegen.envs.backends.diffusion.profile`` rebuilds the shipped
+``envs/assets/meg_quality_profile.npz`` (about 3 minutes on 2 CPU cores) and its figure.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from envs.backends.diffusion.backbone import DEFAULT_BACKBONE_DIR, SplitLatentDiffusion
-from envs.meg.quality import DEFAULT_PROFILE, PROFILE_VERSION
+from edgegen.envs.backends.diffusion.backbone import DEFAULT_BACKBONE_DIR, SplitLatentDiffusion
+from edgegen.envs.meg.quality import DEFAULT_PROFILE, PROFILE_VERSION
 
 __all__ = ["build_profile"]
 
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
         "reference": "N_max steps, rho = 0, sigma = 0, plain decoder; same prompt and seed",
         "mse_units": "pixels in [0, 1]",
         "samples_per_cell": len(profile["seeds"]),
-        "generated_by": "python -m envs.backends.diffusion.profile",
+        "generated_by": "python -m edgegen.envs.backends.diffusion.profile",
         "torch": torch.__version__,
         "seconds": round(time.perf_counter() - start, 1),
     }

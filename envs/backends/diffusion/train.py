@@ -1,6 +1,6 @@
 """Offline stage of MEG: train the shipped backbone on procedural shapes, on a CPU.
 
-Stages (``python -m envs.backends.diffusion.train``, about 20 minutes on 2 CPU cores):
+Stages (``python -m edgegen.envs.backends.diffusion.train``, about 20 minutes on 2 CPU cores):
 
 1. VAE: a small ``AutoencoderKL`` (32^2 images <-> 4 x 16 x 16 latents), reconstruction + tiny KL.
 2. U-Net: class-conditional rectified flow on the scaled latents (velocity target ``noise - x0``),
@@ -28,8 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from envs.backends.data import CLASS_NAMES, shape_images
-from envs.backends.diffusion.backbone import (
+from edgegen.envs.backends.data import CLASS_NAMES, shape_images
+from edgegen.envs.backends.diffusion.backbone import (
     DEFAULT_BACKBONE_DIR,
     PROMPT_DIM,
     SplitLatentDiffusion,
@@ -37,7 +37,7 @@ from envs.backends.diffusion.backbone import (
     build_unet,
     build_vae,
 )
-from envs.backends.diffusion.merging import merge_tokens, unmerge_tokens
+from edgegen.envs.backends.diffusion.merging import merge_tokens, unmerge_tokens
 
 N_MIN, N_MAX, TEACHER_STEPS = 4, 12, 32
 
