@@ -73,6 +73,8 @@ class SuiteArgs:
     """env steps between the metrics a trial reports to Tune"""
     cpus_per_trial: float = 1.0
     """CPUs Ray reserves per trial"""
+    run: bool = True
+    """run the unfinished jobs (--no-run: only score the jobs already finished in --out)"""
 
 
 def _env_short(env_id: str) -> str:
@@ -417,6 +419,9 @@ def _plots(rows: list[dict[str, Any]], results: list[dict[str, Any]], out: Path)
                         ax.set_ylabel("episode reward")
                         ax.set_title(_env_short(env_id))
                     ax.set_xlabel("env steps")
+        for ax in axes.flat:  # an env with fewer costs leaves its lower panels empty
+            if not ax.has_data():
+                ax.set_visible(False)
         handles, labels = axes[0, 0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="upper center", ncol=len(labels), frameon=False)
         fig.tight_layout(rect=(0, 0, 1, 0.95))
@@ -495,8 +500,15 @@ def run_suite(args: SuiteArgs, command: str = "edgegen-train suite") -> list[dic
     jobs = plan_jobs(args)
     todo = [j for j in jobs if not (out / "jobs" / j["name"] / "result.json").is_file()]
     print(f"suite: {len(jobs)} jobs, {len(jobs) - len(todo)} done before, {len(todo)} to run -> {out}")
+    if todo and not args.run:
+        done = {j["name"] for j in jobs} - {j["name"] for j in todo}
+        jobs = [j for j in jobs if j["name"] in done]
+        print(f"suite: --no-run, scoring the {len(jobs)} finished jobs only")
+        todo = []
     if todo:
-        ray.init(address=args.address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+        # "local": a fresh instance, never a stale address left in /tmp/ray by an earlier cluster
+        address = args.address or "local"
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
         try:
             tuner = tune.Tuner(
                 tune.with_resources(_trainable, {"cpu": args.cpus_per_trial}),

@@ -1,12 +1,16 @@
 """The suite on real Ray: a tiny suite on a local instance (outputs, numbers, resume), and one on a
 two-node cluster that the test starts on 127.0.0.1 and stops."""
 
+import contextlib
 import json
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import gymnasium as gym
@@ -82,6 +86,11 @@ def test_tiny_suite_on_local_ray_scores_writes_and_resumes(tmp_path, capsys):
             assert path.stat().st_mtime_ns == mtime
     assert [r["optimality_gap"] for r in again] == [r["optimality_gap"] for r in rows]
 
+    # --no-run scores what is finished and starts nothing: ppo's job is planned, not run
+    scored = run_suite(_tiny(out, algos=["ppo-lag", "ppo"], run=False))
+    assert sorted(r["policy"] for r in scored) == ["equal_split", "oracle", "ppo-lag", "random"]
+    assert not (out / "jobs" / "FedDiffusion-v0__ppo__100").exists()
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -112,4 +121,33 @@ def test_suite_joins_a_two_node_ray_cluster_started_on_this_machine(tmp_path):
         nodes = {json.loads(p.read_text())["ray_node_id"] for p in (out / "jobs").glob("*/result.json")}
         assert len(nodes) == 2  # one CPU per node, two trials at once: both nodes worked
     finally:
-        subprocess.run([ray_cli, "stop", "--force"], capture_output=True, env=env, timeout=120)
+        _stop_cluster(port)  # not `ray stop`: that would also stop every other Ray on this machine
+
+
+def _stop_cluster(port: int) -> None:
+    """Kill the processes of the cluster at ``port`` (those naming it, and their descendants)."""
+    parents: dict[int, int] = {}
+    mine: set[int] = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            parents[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if re.search(rf"[:= ]{port}\b", cmdline):  # --port P, --gcs-address=HOST:P, ...
+            mine.add(int(proc.name))
+    grew = True
+    while grew:  # the workers are the raylets' children
+        new = {pid for pid, ppid in parents.items() if ppid in mine} - mine
+        mine |= new
+        grew = bool(new)
+    for pid in mine - {os.getpid()}:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    # `ray start` recorded the head's address for later ray.init() calls: forget it, as `ray stop` does
+    current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+    with contextlib.suppress(OSError):
+        if current.read_text().strip().endswith(f":{port}"):
+            current.unlink()
