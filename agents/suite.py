@@ -342,12 +342,12 @@ def leaderboard(rows: list[dict[str, Any]], command: str) -> str:
             f"Objective: {head.metric} per step [{head.unit}], gap {head.gap}. "
             "Gap: IQM over seeds [95 % bootstrap interval] (one seed: the paired 95 % t-interval).",
             "",
-            "| rank | policy | seeds | feasible | gap | objective | "
+            "| rank | policy | steps | seeds | feasible | gap | objective | "
             + " | ".join(
                 f"{n} mean (ci high) / limit {lim:g}" for n, lim in zip(cost_names, limits, strict=True)
             )
             + " |",
-            "|" + "---|" * (6 + len(cost_names)),
+            "|" + "---|" * (7 + len(cost_names)),
         ]
         order = sorted(
             by_policy,
@@ -372,8 +372,9 @@ def leaderboard(rows: list[dict[str, Any]], command: str) -> str:
                 for n in cost_names
             ]
             feasible = sum(r["feasible"] for r in rs)
+            steps = max(r["timesteps"] for r in rs)
             lines.append(
-                f"| {rank} | {p} | {len(rs)} | {feasible}/{len(rs)} | {gap} | "
+                f"| {rank} | {p} | {steps} | {len(rs)} | {feasible}/{len(rs)} | {gap} | "
                 f"{np.mean([r['objective'] for r in rs]):.4g} | " + " | ".join(cells) + " |"
             )
     return "\n".join(lines) + "\n"
