@@ -1,6 +1,6 @@
 """edgegen-gym environments. Importing this package registers every ``edgegen/...`` id.
 
->>> import gymnasium as gym, envs
+>>> import gymnasium as gym, edgegen
 >>> sorted(i for i in gym.registry if i.startswith("edgegen/"))
 ['edgegen/FedDiffusion-v0', 'edgegen/MEG-v0', 'edgegen/SFLAM-v0']
 """

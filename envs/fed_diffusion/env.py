@@ -137,7 +137,7 @@ class FedDiffusionEnv(EdgeGenEnv[FedDiffusionConfig]):
     | backend | str | "model" | "live" also trains a small federated DDPM for real, one round per step |
     | **overrides | | | any field of ``FedDiffusionConfig`` (e.g. ``num_devices=20``) |
 
-    >>> import gymnasium as gym, envs
+    >>> import gymnasium as gym, edgegen
     >>> env = gym.make("edgegen/FedDiffusion-v0")
     >>> obs, info = env.reset(seed=0)
     >>> obs.shape, info["costs"]

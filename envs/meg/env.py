@@ -123,7 +123,7 @@ class MEGEnv(EdgeGenEnv[MEGConfig]):
     | render_mode | str or None | None | "ansi" or "rgb_array" (the decoded image when live) |
     | **overrides | | | any field of ``MEGConfig`` (e.g. ``backend="live"``, ``latency_s_limit=3``) |
 
-    >>> import gymnasium as gym, envs
+    >>> import gymnasium as gym, edgegen
     >>> env = gym.make("edgegen/MEG-v0")
     >>> obs, info = env.reset(seed=0)
     >>> obs.shape, info["costs"]

@@ -123,7 +123,7 @@ class SFLAMEnv(EdgeGenEnv[SFLAMConfig]):
     | config | SFLAMConfig | None | a ready config instead of preset + overrides |
     | **overrides | | | any field of ``SFLAMConfig`` (e.g. ``round_latency_s_limit=3.0``) |
 
-    >>> import gymnasium as gym, envs
+    >>> import gymnasium as gym, edgegen
     >>> env = gym.make("edgegen/SFLAM-v0")
     >>> obs, info = env.reset(seed=0)
     >>> obs.shape, info["costs"]
