@@ -14,33 +14,30 @@ from __future__ import annotations
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
-import numpy as np
 from stable_baselines3.common.monitor import Monitor
 
-from edgegen.envs.cmdp import get_cost_spec
+from edgegen.envs.cmdp import RecordEpisodeCostStatistics, get_cost_spec
 
 __all__ = ["EpisodeCostSums", "cost_monitor"]
 
 
-class EpisodeCostSums(gym.Wrapper):
-    """On an episode's last step, ``info["episode_cost/<name>"]`` holds that cost's sum over the episode."""
+class EpisodeCostSums(RecordEpisodeCostStatistics):
+    """On an episode's last step, ``info["episode_cost/<name>"]`` holds that cost's sum over the episode.
+
+    The flat keys SB3's ``Monitor(info_keywords=...)`` can read, from the sums that
+    ``RecordEpisodeCostStatistics`` keeps in ``info["episode_cost"]``.
+    """
 
     def __init__(self, env: gym.Env) -> None:
         super().__init__(env)
         self.keys = tuple(f"episode_cost/{name}" for name in get_cost_spec(env).names)
-        self._sums = np.zeros(len(self.keys))
-
-    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
-        """Reset the inner env and the sums."""
-        self._sums = np.zeros(len(self.keys))
-        return self.env.reset(**kwargs)
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
-        """Step and add the step's costs; put the sums in info at the episode's end."""
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        self._sums = self._sums + np.asarray(info["costs"], dtype=np.float64)
-        if terminated or truncated:
-            info = {**info, **{key: float(s) for key, s in zip(self.keys, self._sums, strict=True)}}
+        """Step; at the episode's end add the flat per-cost sums to info."""
+        obs, reward, terminated, truncated, info = super().step(action)
+        if "episode_cost" in info:
+            sums = info["episode_cost"]["sum"]
+            info = {**info, **{key: float(v) for key, v in zip(self.keys, sums, strict=True)}}
         return obs, reward, terminated, truncated, info
 
 

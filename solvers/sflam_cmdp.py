@@ -104,10 +104,23 @@ class _Curve:
         self.value, self.raw_bound, self.tail = round_curve(*self.args, self.t)
         # a round that cannot finish by T_cap: its only choice is the least-latency action, beyond T_cap
         self.least: tuple[float, float] | None = None
+        self._least_round: tuple[float, float] | None = None
         if not np.isfinite(self.value).any():
-            latency, objective = _least_latency_round(self)
+            latency, objective = self.least_latency()
             self.least = (latency, objective - config.latency_weight * latency)
         self._update()
+
+    def least_latency(self) -> tuple[float, float]:
+        """(latency, objective) of the round's least-latency action, solved once.
+
+        The per-round solver at a limit no action meets returns that action.
+        """
+        if self._least_round is None:
+            config, block_gain, fixed_s, assignment = self.args
+            unreachable = dataclasses.replace(config, round_latency_s_limit=0.5 * self.t0)
+            sol = solve_sflam_dual(unreachable, block_gain, fixed_s, assignment=assignment)
+            self._least_round = (sol.round_latency_s, sol.objective)
+        return self._least_round
 
     def _update(self) -> None:
         # the least cost does not increase with T: for T <= t_i it is >= every dual bound at or right of t_i
@@ -224,7 +237,7 @@ def _fit(config: SFLAMConfig, curves: list[_Curve], bisections: int) -> dict:
                 lo, hi = (mid, hi) if policy(mid)[0] > limit else (lo, mid)
     if status == "infeasible":
         # no multiplier brings the mean latency to the limit: the least-violating policy takes each
-        # round's least latency (its first finite grid point); there is no feasible policy to bound
+        # round's least-latency action; there is no feasible policy to bound
         latency, objective = _least_latency(curves)
         return {
             "mus": (lo, hi),
@@ -249,15 +262,7 @@ def _fit(config: SFLAMConfig, curves: list[_Curve], bisections: int) -> dict:
     }
 
 
-def _least_latency_round(curve: _Curve) -> tuple[float, float]:
-    """(latency, objective) of a round's least-latency action: the per-round solver's at a lost limit."""
-    config, block_gain, fixed_s, assignment = curve.args
-    unreachable = dataclasses.replace(config, round_latency_s_limit=0.5 * curve.t0)
-    sol = solve_sflam_dual(unreachable, block_gain, fixed_s, assignment=assignment)
-    return sol.round_latency_s, sol.objective
-
-
 def _least_latency(curves: list[_Curve]) -> tuple[float, float]:
     """Mean latency and objective of the policy that takes every round's least-latency action."""
-    latency, objective = np.mean([_least_latency_round(c) for c in curves], axis=0)
+    latency, objective = np.mean([c.least_latency() for c in curves], axis=0)
     return float(latency), float(objective)

@@ -81,18 +81,19 @@ def test_dual_solver_reports_infeasible_rounds_with_the_least_latency_action(ove
     assert result.status == "infeasible"
 
 
+def _sampled_rounds(env, seed):
+    """One episode's rounds as the CMDP fit takes them: gains (R, M, M), fixed latency and blocks (R, M)."""
+    d = env._draw_episodes(np.random.default_rng(seed), 1)
+    m = env.config.selected_devices
+    return d["block_gain"].reshape(-1, m, m), d["fixed_s"].reshape(-1, m), d["block"].reshape(-1, m)
+
+
 def test_cmdp_policy_equals_the_time_sharing_lp_over_the_same_curves():
     # Independent check of the multiplier fit and the time-sharing: the LP over per-round
     # distributions on the T grid points (minimise the mean objective, mean latency <= T_max).
     cfg = make_config("small")
     env = gym.make("edgegen/SFLAM-v0", preset="small").unwrapped
-    d = env._draw_episodes(np.random.default_rng(5), 1)
-    m = cfg.selected_devices
-    gains, fixed, blocks = (
-        d["block_gain"].reshape(-1, m, m),
-        d["fixed_s"].reshape(-1, m),
-        d["block"].reshape(-1, m),
-    )
+    gains, fixed, blocks = _sampled_rounds(env, 5)
     rounds = gains.shape[0]
     policy = fit_cmdp_policy(cfg, gains, fixed, blocks, max_passes=0)
     grids = [latency_grid(cfg, float(f.max())) for f in fixed]
@@ -122,13 +123,7 @@ def test_cmdp_policy_beats_the_per_round_oracle_and_meets_the_average_limit():
     # CMDP also allows, so the CMDP's certified bound must lie below its mean objective.
     cfg = make_config()
     env = gym.make("edgegen/SFLAM-v0").unwrapped
-    d = env._draw_episodes(np.random.default_rng(6), 1)
-    m = cfg.selected_devices
-    gains, fixed, blocks = (
-        d["block_gain"].reshape(-1, m, m),
-        d["fixed_s"].reshape(-1, m),
-        d["block"].reshape(-1, m),
-    )
+    gains, fixed, blocks = _sampled_rounds(env, 6)
     policy = fit_cmdp_policy(cfg, gains, fixed, blocks)
     assert policy.multipliers[0] > 0 and policy.status in ("optimal", "feasible")
     assert policy.expected_latency_s == pytest.approx(cfg.round_latency_s_limit, rel=1e-9)
@@ -153,13 +148,7 @@ def test_cmdp_policy_without_a_feasible_policy_takes_the_least_latency_action_ev
     cfg = make_config("small", device_frequency_hz=2000.0)
     env = gym.make("edgegen/SFLAM-v0", preset="small", device_frequency_hz=2000.0).unwrapped
     env.reset(seed=0)
-    d = env._draw_episodes(np.random.default_rng(7), 1)
-    m = cfg.selected_devices
-    gains, fixed, blocks = (
-        d["block_gain"].reshape(-1, m, m),
-        d["fixed_s"].reshape(-1, m),
-        d["block"].reshape(-1, m),
-    )
+    gains, fixed, blocks = _sampled_rounds(env, 7)
     policy = fit_cmdp_policy(cfg, gains, fixed, blocks)
     assert policy.status == "infeasible"
     least = [solve_sflam_dual(cfg, g, f, assignment=b) for g, f, b in zip(gains, fixed, blocks, strict=True)]
