@@ -5,7 +5,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: install train test test-slow lint bench clean
+VENV_INT ?= .venv-integrations
+
+.PHONY: install train test test-slow test-integration lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +27,18 @@ test: install
 test-slow: install
 	$(PY) -m pytest -q -m slow
 
+# TorchRL, tianshou, rl-baselines3-zoo and RLlib (the 'integrations' extra) in a venv of their own:
+# RLlib pins its own gymnasium, which the main venv should not inherit.
+$(VENV_INT)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV_INT)
+	$(VENV_INT)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV_INT)/bin/python -m pip install --quiet torch==$(TORCH_VERSION)
+	$(VENV_INT)/bin/python -m pip install --quiet -e ".[all,dev,integrations]"
+	touch $@
+
+test-integration: $(VENV_INT)/.installed
+	EDGEGEN_INTEGRATIONS=required $(VENV_INT)/bin/python -m pytest -q -m integration
+
 lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
@@ -35,4 +49,4 @@ bench: install
 	$(PY) benchmarks/fed_oracle_speed.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(VENV_INT) runs .pytest_cache .ruff_cache *.egg-info

@@ -382,20 +382,3 @@ def test_extreme_config_values_work_or_raise_a_clear_value_error(env_id, kwargs)
             obs, reward, _, _, info = env.step(result.action)
             finite = [result.action, obs, reward, info["costs"], result.objective]
             assert all(np.all(np.isfinite(x)) for x in finite), (field.name, extreme)
-
-
-@pytest.mark.parametrize("env_id", IDS)
-def test_torchrl_gymenv_builds_the_env_and_reads_the_costs(env_id):
-    # TorchRL probes with frameskip= and accepts only Python's TypeError wording; its info readers
-    # need numpy scalars. (Skipped where TorchRL is not installed; it is no dependency.)
-    torchrl_gym = pytest.importorskip("torchrl.envs.libs.gym")
-    kwargs = {"preset": "small"} if env_id == "edgegen/SFLAM-v0" else {}
-    env = torchrl_gym.GymEnv(env_id, **kwargs)
-    env.set_info_dict_reader(torchrl_gym.default_info_dict_reader(["cost", "costs"]))
-    horizon = make(env_id, **kwargs).unwrapped.horizon
-    td = env.rollout(horizon + 1, break_when_any_done=False)
-    spec = make(env_id).unwrapped.cost_spec
-    assert td["next", "costs"].shape == (horizon + 1, spec.num_costs)
-    ratio = (td["next", "costs"].numpy() / spec.limits_array).max(axis=1)
-    np.testing.assert_allclose(td["next", "cost"].numpy(), ratio, rtol=1e-12)
-    assert int(td["next", "truncated"].sum()) == 1  # the configured horizon ends the episode once

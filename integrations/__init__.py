@@ -1,0 +1,8 @@
+"""Glue for RL libraries that need more than ``gym.make`` (docs/integrations.md has the table).
+
+- :mod:`edgegen.integrations.rllib`: register the ids in every RLlib worker, log episode costs.
+- :mod:`edgegen.integrations.rl_zoo3`: rl-baselines3-zoo with PPO-Lagrangian and the shipped recipes.
+
+Each module imports its library only when used; none of them is needed for stable-baselines3,
+tianshou, TorchRL or plain Gymnasium vector envs, which take the envs as they are.
+"""
