@@ -13,7 +13,6 @@ A run folder ``runs/<env>__<algo>__<seed>__<time>/`` holds ``config.json``, tens
 
 from __future__ import annotations
 
-import argparse
 import ast
 import contextlib
 import csv
@@ -30,12 +29,13 @@ import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import gymnasium as gym
 import numpy as np
 import stable_baselines3
 import torch
+import tyro
 from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import CheckpointCallback
@@ -73,23 +73,42 @@ ALGOS: dict[str, tuple[type[BaseAlgorithm] | type[CVPO], dict[str, Any]]] = {
 }
 
 
+DEFAULT_TIMESTEPS = 300_000
+"""Env steps of a ``train`` run when ``--timesteps`` is not given (the main job)."""
+
+
+def _key_values(what: str, parse: Callable[[list[str]], dict[str, Any]] | None = None) -> Any:
+    """A tyro spec: ``K=V ...`` on the command line, a dict in code (``parse_key_values``)."""
+    return tyro.constructors.PrimitiveConstructorSpec(
+        nargs="*",
+        metavar="K=V",
+        instance_from_str=parse or (lambda items: parse_key_values(items, what)),
+        is_instance=lambda value: isinstance(value, dict),
+        str_from_instance=lambda value: [f"{k}={v!r}" for k, v in value.items()],
+    )
+
+
+# The command line is generated from these dataclasses (tyro): a field is a flag, its docstring the
+# flag's help, its default the default. Adding an option is adding a field.
 @dataclass
 class TrainArgs:
-    """Arguments of ``train`` (and of the main job, with these defaults)."""
+    """Train an agent on an env (its recipe applied), then evaluate it against the oracle and random."""
 
     env: str = "edgegen/FedDiffusion-v0"
     """registered env id"""
     algo: str = "ppo-pid"
     """one of: cvpo, ppo-lag (gradient multipliers), ppo-pid (PID multipliers), ppo (unconstrained)"""
-    timesteps: int = 300_000
-    """env steps to train for"""
+    timesteps: int | None = None
+    """env steps in all (default 300000; with --resume: the run's own target unless given)"""
     seed: int = 0
     """seed of the envs, the networks and the evaluation"""
-    env_kwargs: dict[str, Any] = field(default_factory=dict)
-    """keyword arguments for gymnasium.make (config fields of the env)"""
-    cost_limits: dict[str, float] = field(default_factory=dict)
+    env_kwargs: Annotated[dict[str, Any], _key_values("--env-kwargs")] = field(default_factory=dict)
+    """keyword arguments for gymnasium.make (config fields of the env), as K=V"""
+    cost_limits: Annotated[
+        dict[str, float], _key_values("--cost-limit", parse_cost_limits), tyro.conf.arg(name="cost-limit")
+    ] = field(default_factory=dict)
     """per-step limits that replace the env's defaults, by cost name"""
-    algo_kwargs: dict[str, Any] = field(default_factory=dict)
+    algo_kwargs: Annotated[dict[str, Any], _key_values("--algo-kwargs")] = field(default_factory=dict)
     """CVPOConfig fields (cvpo) or keyword arguments of PPO / PPOLagrangian, over the env's recipe"""
     n_envs: int = 4
     """parallel envs (DummyVecEnv)"""
@@ -103,6 +122,53 @@ class TrainArgs:
     """show a progress bar"""
     resume: str | None = None
     """a run folder to continue (its config.json fixes everything but --timesteps)"""
+
+
+@dataclass
+class EvaluateArgs:
+    """Evaluate a checkpoint on the env and config it was trained with, beside the oracle."""
+
+    checkpoint: Path
+    """model.zip (or a checkpoint) inside a run folder"""
+    episodes: int = 20
+    """seeded evaluation episodes"""
+    seed: int = 10_000
+    """seed of the first episode"""
+    allow_pickle: bool = False
+    """load stable-baselines3 checkpoints with SB3's own loader, which unpickles parts of the file and so
+    runs any code it holds: only for files you trust (by default only the weights are read)"""
+
+
+@dataclass
+class BenchmarkArgs:
+    """Compare policies and checkpoints on one env; Markdown and CSV tables and plots."""
+
+    env: str
+    """registered env id"""
+    policies: str
+    """comma-separated: oracle,random,<baseline>,<checkpoint.zip>"""
+    episodes: int = 20
+    """seeded evaluation episodes"""
+    seed: int = 10_000
+    """seed of the first episode"""
+    out: Path = Path("benchmark_out")
+    """output folder"""
+    env_kwargs: Annotated[dict[str, Any], _key_values("--env-kwargs")] = field(default_factory=dict)
+    """keyword arguments for gymnasium.make, as K=V"""
+    force: bool = False
+    """replace the results already in --out"""
+    allow_pickle: bool = False
+    """as for evaluate: SB3's own loader, for files you trust"""
+
+
+@dataclass
+class RunResult:
+    """What ``train`` and ``resume`` return: the run folder, the trained model and its evaluation."""
+
+    run_dir: Path
+    model: Any
+    evaluation: dict[str, Any]
+    """the content of ``run_dir/evaluation.json``: per policy its summary and per-episode numbers"""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -397,7 +463,7 @@ def build_model(args: TrainArgs) -> tuple[Any, CostSpec, dict[str, Any], dict[st
     if args.algo not in ALGOS:
         raise CLIError(f"unknown algo {args.algo!r}; choose one of {', '.join(ALGOS)}")
     for name, value in (
-        ("timesteps", args.timesteps),
+        ("timesteps", DEFAULT_TIMESTEPS if args.timesteps is None else args.timesteps),
         ("n_envs", args.n_envs),
         ("eval_episodes", args.eval_episodes),
         ("checkpoint_every", args.checkpoint_every),
@@ -429,8 +495,15 @@ def build_model(args: TrainArgs) -> tuple[Any, CostSpec, dict[str, Any], dict[st
     return model, spec, merged, sources
 
 
-def train(args: TrainArgs) -> Path:
-    """Train one agent, save it with its config, evaluate it against the oracle and random."""
+def train(args: TrainArgs) -> RunResult:
+    """Train one agent, save it with its config, evaluate it against the oracle and random.
+
+    With ``args.resume`` set, continue that run instead (:func:`resume`).
+    """
+    if args.resume is not None:
+        return resume(Path(args.resume), args.timesteps, args.progress_bar)
+    if args.timesteps is None:
+        args = dataclasses.replace(args, timesteps=DEFAULT_TIMESTEPS)
     if Path(args.logdir).exists() and not Path(args.logdir).is_dir():
         raise CLIError(f"--logdir {args.logdir} is a file, not a folder")
     # The model is built before the run folder exists, so that a bad --algo-kwargs value (which SB3
@@ -450,10 +523,11 @@ def train(args: TrainArgs) -> Path:
     }
     (run_dir / "config.json").write_text(json.dumps(config, indent=2))
 
-    return _learn_and_evaluate(model, args, run_dir, config, args.timesteps)
+    steps = DEFAULT_TIMESTEPS if args.timesteps is None else args.timesteps
+    return _learn_and_evaluate(model, args, run_dir, config, steps)
 
 
-def resume(run_dir: Path, timesteps: int | None, progress_bar: bool) -> Path:
+def resume(run_dir: Path, timesteps: int | None, progress_bar: bool) -> RunResult:
     """Continue an interrupted (or finished) run to ``timesteps`` env steps in all.
 
     The run's ``config.json`` fixes the env, algo and settings; the model, its optimiser state and
@@ -467,7 +541,7 @@ def resume(run_dir: Path, timesteps: int | None, progress_bar: bool) -> Path:
     config = load_run_config(config_path)
     fields_ = {f.name for f in dataclasses.fields(TrainArgs)}
     args = TrainArgs(**{k: v for k, v in config.items() if k in fields_})
-    args.timesteps = timesteps if timesteps is not None else args.timesteps
+    args.timesteps = timesteps if timesteps is not None else (args.timesteps or DEFAULT_TIMESTEPS)
     args.progress_bar, args.resume = progress_bar, str(run_dir)
     candidates = [run_dir / "model.zip"] if (run_dir / "model.zip").is_file() else []
     candidates += sorted(
@@ -512,7 +586,7 @@ def _terminate_as_interrupt() -> Any:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _learn_and_evaluate(model: Any, args: TrainArgs, run_dir: Path, config: dict, steps: int) -> Path:
+def _learn_and_evaluate(model: Any, args: TrainArgs, run_dir: Path, config: dict, steps: int) -> RunResult:
     """Learn ``steps`` more env steps (saving the model on Ctrl-C / SIGTERM), then evaluate."""
     algo_cls = ALGOS[args.algo][0]
     checkpoints = CheckpointCallback(
@@ -557,7 +631,7 @@ def _learn_and_evaluate(model: Any, args: TrainArgs, run_dir: Path, config: dict
     )
     print(markdown(header, rows))
     print(f"\nrun folder: {run_dir}")
-    return run_dir
+    return RunResult(run_dir, model, report)
 
 
 def evaluate(checkpoint: Path, episodes: int, seed: int, allow_pickle: bool = False) -> dict[str, Any]:
@@ -708,124 +782,70 @@ def _log_config(log_dir: str, config: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------------------------------
 # Command line.
 # ---------------------------------------------------------------------------------------------------
-_PICKLE_HELP = (
-    "load stable-baselines3 checkpoints with SB3's own loader, which unpickles parts of the file and so "
-    "runs any code it holds: only for files you trust (by default only the weights are read)"
-)
+COMMANDS: dict[str, Callable[..., Any]] = {
+    "train": TrainArgs,
+    "evaluate": EvaluateArgs,
+    "benchmark": BenchmarkArgs,
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argparse parser of the three commands."""
-    parser = argparse.ArgumentParser(prog="edgegen-train", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command")
-    defaults = TrainArgs()
-    t = sub.add_parser("train", help="train an agent, then evaluate it against the oracle and random")
-    t.add_argument("--env", default=defaults.env)
-    t.add_argument("--algo", default=defaults.algo, help=f"one of {', '.join(ALGOS)}")
-    t.add_argument(
-        "--timesteps", type=int, default=None, help=f"env steps in all (default {defaults.timesteps})"
-    )
-    t.add_argument("--seed", type=int, default=defaults.seed)
-    t.add_argument("--env-kwargs", nargs="*", default=[], metavar="K=V")
-    t.add_argument("--cost-limit", nargs="*", default=[], metavar="NAME=VALUE")
-    t.add_argument(
-        "--algo-kwargs", nargs="*", default=[], metavar="K=V", help="CVPOConfig fields or PPO arguments"
-    )
-    t.add_argument("--n-envs", type=int, default=defaults.n_envs)
-    t.add_argument("--logdir", default=defaults.logdir)
-    t.add_argument("--eval-episodes", type=int, default=defaults.eval_episodes)
-    t.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every)
-    t.add_argument("--no-progress-bar", action="store_true")
-    t.add_argument(
-        "--resume", type=Path, default=None, metavar="RUN_DIR", help="continue this run to --timesteps steps"
-    )
-    e = sub.add_parser("evaluate", help="evaluate a checkpoint beside the oracle")
-    e.add_argument("--checkpoint", required=True, type=Path)
-    e.add_argument("--episodes", type=int, default=20)
-    e.add_argument("--seed", type=int, default=10_000)
-    e.add_argument("--allow-pickle", action="store_true", help=_PICKLE_HELP)
-    b = sub.add_parser("benchmark", help="compare policies and checkpoints; tables and plots")
-    b.add_argument("--env", required=True)
-    b.add_argument(
-        "--policies", required=True, help="comma-separated: oracle,random,<baseline>,<checkpoint.zip>"
-    )
-    b.add_argument("--episodes", type=int, default=20)
-    b.add_argument("--seed", type=int, default=10_000)
-    b.add_argument("--out", type=Path, default=Path("benchmark_out"))
-    b.add_argument("--env-kwargs", nargs="*", default=[], metavar="K=V")
-    b.add_argument("--force", action="store_true", help="replace the results already in --out")
-    b.add_argument("--allow-pickle", action="store_true", help=_PICKLE_HELP)
-    sub.add_parser(
-        "suite",
-        help="envs x algorithms x seeds on Ray Tune, scored by docs/protocol.md (suite --help)",
-        add_help=False,
-    )
-    return parser
+def _suite_args() -> Callable[..., Any]:
+    from edgegen.agents.suite import SuiteArgs
+
+    return SuiteArgs
 
 
-def suite(argv: Sequence[str]) -> None:
-    """``suite``: its options come from ``agents.suite.SuiteArgs`` (tyro builds them and their help)."""
+def parse_args(argv: Sequence[str]) -> Any:
+    """The command's dataclass, filled from ``argv`` (tyro builds the parser and ``--help``)."""
+    commands: dict[str, Callable[..., Any]] = {**COMMANDS, "suite": _suite_args()}
+    return tyro.extras.subcommand_cli_from_dict(
+        commands, prog="edgegen-train", description=__doc__.splitlines()[0], args=list(argv)
+    )
+
+
+def suite(args: Any, argv: Sequence[str]) -> None:
+    """``suite``: envs x algorithms x seeds on Ray Tune, scored by docs/protocol.md."""
     from edgegen.envs.extras import require_extra
 
-    require_extra("suite", "tyro", "ray", "rliable")
-    import tyro
+    require_extra("suite", "ray", "rliable")
+    from edgegen.agents.suite import run_suite
 
-    from edgegen.agents.suite import SuiteArgs, run_suite
-
-    args = tyro.cli(SuiteArgs, args=list(argv), prog="edgegen-train suite", description=run_suite.__doc__)
     try:
-        run_suite(args, command="edgegen-train suite " + " ".join(argv))
+        run_suite(args, command="edgegen-train " + " ".join(argv))
     except ValueError as exc:
         raise CLIError(str(exc)) from None
+
+
+def run_command(args: Any, argv: Sequence[str]) -> Any:
+    """Run the command whose dataclass ``args`` is."""
+    if isinstance(args, TrainArgs):
+        return train(args)
+    if isinstance(args, EvaluateArgs):
+        return evaluate(args.checkpoint, args.episodes, args.seed, args.allow_pickle)
+    if isinstance(args, BenchmarkArgs):
+        names = [p for p in args.policies.split(",") if p]
+        return benchmark(
+            args.env,
+            names,
+            args.episodes,
+            args.seed,
+            args.out,
+            args.env_kwargs,
+            args.force,
+            args.allow_pickle,
+        )
+    return suite(args, argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python train_agent.py`` and ``edgegen-train``; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["suite"]:
-        try:
-            suite(argv[1:])
-        except CLIError as exc:
-            print(f"edgegen-train: error: {exc}", file=sys.stderr)
-            return 2
-        return 0
-    args = build_parser().parse_args(argv)
-    commands: dict[str | None, Callable[[], Any]] = {
-        None: build_parser().print_help,  # a bare command does not start a long run
-        "train": lambda: (
-            resume(args.resume, args.timesteps, not args.no_progress_bar)
-            if args.resume is not None
-            else train(
-                TrainArgs(
-                    env=args.env,
-                    algo=args.algo,
-                    timesteps=TrainArgs().timesteps if args.timesteps is None else args.timesteps,
-                    seed=args.seed,
-                    env_kwargs=parse_key_values(args.env_kwargs, "--env-kwargs"),
-                    cost_limits=parse_cost_limits(args.cost_limit),
-                    algo_kwargs=parse_key_values(args.algo_kwargs, "--algo-kwargs"),
-                    n_envs=args.n_envs,
-                    logdir=args.logdir,
-                    eval_episodes=args.eval_episodes,
-                    checkpoint_every=args.checkpoint_every,
-                    progress_bar=not args.no_progress_bar,
-                )
-            )
-        ),
-        "evaluate": lambda: evaluate(args.checkpoint, args.episodes, args.seed, args.allow_pickle),
-        "benchmark": lambda: benchmark(
-            args.env,
-            [p for p in args.policies.split(",") if p],
-            args.episodes,
-            args.seed,
-            args.out,
-            parse_key_values(args.env_kwargs, "--env-kwargs"),
-            args.force,
-            args.allow_pickle,
-        ),
-    }
     try:
-        commands[args.command]()
+        if not argv:  # a bare command prints help; it does not start a 300k-step run
+            with contextlib.suppress(SystemExit):
+                parse_args(["--help"])
+            return 0
+        run_command(parse_args(argv), argv)
     except CLIError as exc:
         print(f"edgegen-train: error: {exc}", file=sys.stderr)
         return 2

@@ -49,7 +49,7 @@ BASELINES = ("oracle", "random")  # plus each env's own baseline_names
 
 @dataclass
 class SuiteArgs:
-    """Arguments of ``suite``: what to run, how long, where to write, which Ray to use."""
+    """Envs x algorithms x seeds as Ray Tune trials, scored by docs/protocol.md; tables and plots."""
 
     envs: list[str] = field(default_factory=lambda: list(DEFAULT_ENVS))
     """env ids"""

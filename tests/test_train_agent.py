@@ -517,3 +517,57 @@ def test_bare_command_prints_help_and_suite_rejects_bad_arguments_in_one_line(tm
         err = capsys.readouterr().err
         assert err.startswith("edgegen-train: error:") and message in err, (argv, err)
     assert not (tmp_path / "s" / "jobs").exists()  # nothing ran
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "benchmark", "suite"])
+def test_every_option_of_a_command_comes_from_its_dataclass_with_its_docstring(command, capsys):
+    import dataclasses
+
+    fields = dataclasses.fields(_dataclass_of(command))
+    with pytest.raises(SystemExit) as exit_info:
+        train_agent.parse_args([command, "--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    docs = _field_docs(_dataclass_of(command))
+    for f in fields:
+        flag = "--cost-limit" if f.name == "cost_limits" else f"--{f.name.replace('_', '-')}"
+        assert flag in text, (command, flag)
+        first_words = " ".join(docs[f.name].split()[:4])
+        assert first_words in text, (command, f.name, first_words)
+    assert f"edgegen-train {command}" in text
+
+
+def _dataclass_of(command: str) -> type:
+    if command == "suite":
+        from edgegen.agents.suite import SuiteArgs
+
+        return SuiteArgs
+    return train_agent.COMMANDS[command]
+
+
+def _field_docs(cls: type) -> dict[str, str]:
+    """Each field's docstring (the string literal below it), read from the source."""
+    import ast
+    import inspect
+    import itertools
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body
+    docs = {}
+    for node, following in itertools.pairwise(body):
+        if isinstance(node, ast.AnnAssign) and isinstance(following, ast.Expr):
+            docs[node.target.id] = following.value.value
+    return docs
+
+
+def test_train_in_code_returns_the_run_folder_the_model_and_its_evaluation(tmp_path):
+    args = train_agent.TrainArgs(
+        algo="ppo-pid", timesteps=512, n_envs=2, eval_episodes=2, progress_bar=False,
+        env_kwargs={"num_rounds": 8}, logdir=str(tmp_path), seed=5,
+    )  # fmt: skip
+    result = train_agent.train(args)
+    assert result.run_dir.parent == tmp_path and (result.run_dir / "model.zip").is_file()
+    assert result.evaluation == json.loads((result.run_dir / "evaluation.json").read_text())
+    assert result.model.num_timesteps >= 512
+    assert json.loads((result.run_dir / "config.json").read_text())["timesteps"] == 512
