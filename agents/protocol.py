@@ -63,17 +63,23 @@ GapKind = Literal["relative", "absolute"]
 
 @dataclass(frozen=True)
 class Headline:
-    """An env's headline objective: the info key averaged per step, its unit and the gap's kind."""
+    """An env's headline objective and the headline leaderboard's training budget.
+
+    ``metric`` is the info key averaged per step, ``unit`` its unit, ``gap`` the gap's kind and
+    ``timesteps`` the env steps of each training run.
+    """
 
     metric: str
     unit: str
     gap: GapKind
+    timesteps: int
 
 
+# Budgets: the agents' learning targets (60k steps on MEG-v0, 100k on the others).
 HEADLINES: dict[str, Headline] = {
-    "edgegen/FedDiffusion-v0": Headline("energy_j", "J", "relative"),
-    "edgegen/MEG-v0": Headline("ln_mse", "ln MSE", "absolute"),
-    "edgegen/SFLAM-v0": Headline("objective", "weighted objective", "relative"),
+    "edgegen/FedDiffusion-v0": Headline("energy_j", "J", "relative", 100_000),
+    "edgegen/MEG-v0": Headline("ln_mse", "ln MSE", "absolute", 60_000),
+    "edgegen/SFLAM-v0": Headline("objective", "weighted objective", "relative", 100_000),
 }
 
 

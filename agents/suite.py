@@ -57,8 +57,9 @@ class SuiteArgs:
     """algorithms (cvpo, ppo-lag, ppo-pid, ppo), each with its env recipe"""
     seeds: list[int] = field(default_factory=lambda: list(TRAIN_SEEDS[:3]))
     """training seeds (the protocol's reporting block starts at 100)"""
-    timesteps: int = 100_000
-    """env steps per training run"""
+    timesteps: int | None = None
+    """env steps per training run (default: each env's protocol budget: FedDiffusion-v0 and SFLAM-v0
+    100000, MEG-v0 60000)"""
     out: str = "suite"
     """output folder (made absolute)"""
     address: str | None = None
@@ -111,6 +112,7 @@ def plan_jobs(args: SuiteArgs) -> list[dict[str, Any]]:
                         "policy": algo,
                         "seed": int(seed),
                         "name": f"{_env_short(env_id)}__{algo}__{seed}",
+                        "timesteps": args.timesteps or headline(env_id).timesteps,
                     }
                 )
         if args.baselines:
@@ -125,6 +127,29 @@ def plan_jobs(args: SuiteArgs) -> list[dict[str, Any]]:
                     {"kind": "baseline", "env": env_id, "policy": name, "seed": None, "name": job_name}
                 )
     return jobs
+
+
+def job_finished(out: Path, job: dict[str, Any]) -> bool:
+    """Whether ``job`` has a result in ``out`` for its budget.
+
+    A training run finished for another budget (its ``config.json`` says how many steps it was
+    asked for) is moved aside to ``jobs/<name>__<steps>steps`` (kept, not deleted) and counts as not
+    finished, so that the same command with another ``--timesteps`` reruns it.
+    """
+    folder = out / "jobs" / job["name"]
+    if not (folder / "result.json").is_file():
+        return False
+    if job["kind"] != "train" or "timesteps" not in job:
+        return True
+    asked = json.loads((folder / "config.json").read_text()).get("timesteps")
+    if asked == job["timesteps"]:
+        return True
+    aside = folder.with_name(f"{job['name']}__{asked}steps")
+    if aside.exists():
+        raise ValueError(f"cannot move {folder} aside: {aside} exists already")
+    os.replace(folder, aside)
+    print(f"suite: {job['name']} was trained for {asked} steps, not {job['timesteps']}: kept as {aside.name}")
+    return False
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -211,13 +236,14 @@ def run_job(
     start = time.perf_counter()
     out: dict[str, Any] = {**job, "timesteps": 0, "curve": [], **(extra or {})}
     if job["kind"] == "train":
+        steps = int(job.get("timesteps") or args.timesteps or headline(job["env"]).timesteps)
         train_args = ta.TrainArgs(
-            env=job["env"], algo=job["policy"], timesteps=args.timesteps, seed=job["seed"],
+            env=job["env"], algo=job["policy"], timesteps=steps, seed=job["seed"],
             n_envs=args.n_envs, progress_bar=False, logdir=str(folder),
         )  # fmt: skip
         model, _, merged, sources = ta.build_model(train_args)
         callback = _curve_callback(args.report_every, report)
-        model.learn(args.timesteps, callback=callback)
+        model.learn(steps, callback=callback)
         model.save(folder / "model.zip")
         config = {**asdict(train_args), "algo_settings": merged, "algo_settings_source": sources}
         (folder / "config.json").write_text(json.dumps(config, indent=2))
@@ -488,7 +514,7 @@ def run_suite(args: SuiteArgs, command: str = "edgegen-train suite") -> list[dic
     import ray
     from ray import tune
 
-    if args.timesteps < 1 or args.eval_episodes < 2:
+    if (args.timesteps is not None and args.timesteps < 1) or args.eval_episodes < 2:
         raise ValueError(
             f"timesteps must be >= 1 and eval_episodes >= 2 (an interval needs two), got "
             f"{args.timesteps} and {args.eval_episodes}"
@@ -499,7 +525,7 @@ def run_suite(args: SuiteArgs, command: str = "edgegen-train suite") -> list[dic
     out.mkdir(parents=True, exist_ok=True)
     args = SuiteArgs(**{**asdict(args), "out": str(out)})
     jobs = plan_jobs(args)
-    todo = [j for j in jobs if not (out / "jobs" / j["name"] / "result.json").is_file()]
+    todo = [j for j in jobs if not job_finished(out, j)]
     print(f"suite: {len(jobs)} jobs, {len(jobs) - len(todo)} done before, {len(todo)} to run -> {out}")
     if todo and not args.run:
         done = {j["name"] for j in jobs} - {j["name"] for j in todo}

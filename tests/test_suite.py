@@ -91,6 +91,14 @@ def test_tiny_suite_on_local_ray_scores_writes_and_resumes(tmp_path, capsys):
     assert sorted(r["policy"] for r in scored) == ["equal_split", "oracle", "ppo-lag", "random"]
     assert not (out / "jobs" / "FedDiffusion-v0__ppo__100").exists()
 
+    # Another budget retrains the training job and keeps the old run aside; baselines are reused
+    capsys.readouterr()
+    rerun = {r["policy"]: r for r in run_suite(_tiny(out, timesteps=600))}
+    assert "kept as FedDiffusion-v0__ppo-lag__100__256steps" in capsys.readouterr().out
+    assert (out / "jobs" / "FedDiffusion-v0__ppo-lag__100__256steps" / "model.zip").is_file()
+    assert rerun["ppo-lag"]["timesteps"] == 1024  # two rollouts of 512 cover 600
+    assert rerun["oracle"]["objective"] == by["oracle"]["objective"]
+
 
 def _free_port() -> int:
     with socket.socket() as s:

@@ -1,0 +1,52 @@
+"""The suite's plan and resume rules, without Ray (the runs themselves: tests/test_suite.py, slow)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edgegen.agents.protocol import HEADLINES
+from edgegen.agents.suite import SuiteArgs, job_finished, plan_jobs
+
+
+def test_training_jobs_get_each_envs_protocol_budget_unless_timesteps_is_given():
+    planned = {
+        (j["env"], j["policy"]): j["timesteps"] for j in plan_jobs(SuiteArgs()) if j["kind"] == "train"
+    }
+    assert planned[("edgegen/MEG-v0", "cvpo")] == planned[("edgegen/MEG-v0", "ppo-pid")] == 60_000
+    assert planned[("edgegen/FedDiffusion-v0", "ppo-lag")] == planned[("edgegen/SFLAM-v0", "cvpo")] == 100_000
+    assert {env for env, _ in planned} == set(HEADLINES)
+    fixed = plan_jobs(SuiteArgs(timesteps=2048, baselines=False))
+    assert {j["timesteps"] for j in fixed} == {2048} and len(fixed) == 3 * 3 * 3
+
+
+def _finished_job(out, name, asked):
+    folder = out / "jobs" / name
+    folder.mkdir(parents=True)
+    (folder / "result.json").write_text(json.dumps({"timesteps": asked + 352}))
+    (folder / "config.json").write_text(json.dumps({"timesteps": asked}))
+    return folder
+
+
+def test_a_run_trained_for_another_budget_is_kept_aside_and_counts_as_not_finished(tmp_path):
+    job = {"kind": "train", "name": "MEG-v0__ppo-lag__100", "timesteps": 60_000}
+    folder = _finished_job(tmp_path, job["name"], 100_000)
+    assert job_finished(tmp_path, {**job, "timesteps": 100_000})  # same budget: reused, left in place
+    assert folder.is_dir()
+    assert not job_finished(tmp_path, job)
+    aside = tmp_path / "jobs" / "MEG-v0__ppo-lag__100__100000steps"
+    assert not folder.exists() and json.loads((aside / "config.json").read_text())["timesteps"] == 100_000
+    # a second budget change never overwrites what was kept
+    _finished_job(tmp_path, job["name"], 100_000)
+    with pytest.raises(ValueError, match="exists already"):
+        job_finished(tmp_path, job)
+
+
+def test_baseline_jobs_have_no_budget_and_a_missing_result_is_not_finished(tmp_path):
+    baseline = {"kind": "baseline", "name": "MEG-v0__random"}
+    assert not job_finished(tmp_path, baseline)
+    (tmp_path / "jobs" / "MEG-v0__random").mkdir(parents=True)
+    assert not job_finished(tmp_path, baseline)
+    (tmp_path / "jobs" / "MEG-v0__random" / "result.json").write_text("{}")
+    assert job_finished(tmp_path, baseline)
