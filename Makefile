@@ -43,10 +43,12 @@ lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	$(PY) benchmarks/report.py --check
 
 bench: install
 	$(PY) benchmarks/env_throughput.py
 	$(PY) benchmarks/fed_oracle_speed.py
+	$(PY) benchmarks/report.py
 
 clean:
 	rm -rf $(VENV) $(VENV_INT) runs .pytest_cache .ruff_cache *.egg-info

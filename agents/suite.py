@@ -338,14 +338,48 @@ def _csv_rows(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
     return header, table
 
 
-def leaderboard(rows: list[dict[str, Any]], command: str) -> str:
+def provenance(command: str) -> dict[str, Any]:
+    """Command, edgegen version, git commit of the checkout (None in an install), date and machine."""
+    import platform
+    import subprocess
+
+    import edgegen
+
+    here = Path(__file__).resolve().parent
+    commit, dirty = None, None
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True
+        )
+        dirty = bool(status.stdout.strip())
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return {
+        "command": command,
+        "edgegen_version": edgegen.__version__,
+        "commit": commit,
+        "dirty": dirty,
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+    }
+
+
+def leaderboard(rows: list[dict[str, Any]], command: str, info: dict[str, Any] | None = None) -> str:
     """The Markdown leaderboard: per env, policies ranked feasible-first; gaps as IQM over seeds."""
+    info = info or {}
+    commit = info.get("commit")
+    at = f" at commit {commit}{' (with uncommitted changes)' if info.get('dirty') else ''}" if commit else ""
+    when = f" on {info['date']} ({info['machine']})" if "date" in info else ""
     lines = [
         "# edgegen-gym leaderboard",
         "",
-        f"Produced by `{command}`. Rules: docs/protocol.md. Gap: 0 at the oracle, larger is worse; a "
-        "policy is feasible when the upper end of the 95 % interval of its mean cost per step is within "
-        "every limit (+2 %). Infeasible policies rank below every feasible one, by their worst excess.",
+        f"Produced by `{command}`{at}{when}. Rules: docs/protocol.md. Gap: 0 at the oracle, larger is "
+        "worse; a policy is feasible when the upper end of the 95 % interval of its mean cost per step is "
+        "within every limit (+2 %). Infeasible policies rank below every feasible one, by their worst "
+        "excess.",
     ]
     for env_id in sorted({r["env"] for r in rows}):
         env_rows = [r for r in rows if r["env"] == env_id]
@@ -501,7 +535,9 @@ def write_outputs(results: list[dict[str, Any]], out: Path, command: str) -> lis
         writer = csv.writer(f)
         writer.writerow(header)
         writer.writerows(table)
-    (out / "leaderboard.md").write_text(leaderboard(rows, command))
+    info = provenance(command)
+    (out / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")
+    (out / "leaderboard.md").write_text(leaderboard(rows, command, info))
     _plots(rows, results, out)
     return rows
 

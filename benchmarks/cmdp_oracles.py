@@ -16,6 +16,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+from harness import record
 
 import edgegen  # noqa: F401  (registers the edgegen ids)
 
@@ -111,4 +112,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with record(
+        "cmdp_oracles", "The oracles' two kinds on fresh episodes (CMDP yardstick against per-round)"
+    ):
+        main()

@@ -18,6 +18,7 @@ import time
 
 import gymnasium as gym
 import numpy as np
+from harness import record
 
 import edgegen  # noqa: F401  (registers the edgegen ids)
 
@@ -75,4 +76,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with record("env_throughput", "Env throughput against CartPole-v1"):
+        main()

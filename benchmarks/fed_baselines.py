@@ -16,6 +16,7 @@ import dataclasses
 
 import gymnasium as gym
 import numpy as np
+from harness import record
 
 import edgegen  # noqa: F401  (registers the edgegen ids)
 from edgegen.envs.quantization import payload_bits
@@ -105,4 +106,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with record("fed_baselines", "FedDiffusion-v0: quantization schemes and policy baselines"):
+        main()

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import torch
+from harness import record
 
 import edgegen  # noqa: F401  (registers the edgegen ids)
 from edgegen.envs.backends.federated_ddpm import FederatedDDPM
@@ -61,7 +63,7 @@ def run_seed(seed: int, rounds: int) -> dict[str, dict[str, float]]:
             "mean_bits": float(np.mean(bits)),
             "seconds": time.perf_counter() - start,
         }
-        print(seed, scheme, {k: round(v, 4) for k, v in out[scheme].items()}, flush=True)
+        print(seed, scheme, {k: round(v, 4) for k, v in out[scheme].items()}, file=sys.stderr, flush=True)
     return out
 
 
@@ -141,4 +143,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with record(
+        "fed_ddpm_quantization", "Federated DDPM under four upload schemes (FedDiffusion-v0's live backend)"
+    ):
+        main()

@@ -17,6 +17,7 @@ import warnings
 
 import cvxpy as cp
 import gymnasium as gym
+from harness import record
 
 import edgegen  # noqa: F401  (registers the edgegen ids)
 from edgegen.solvers.fed_energy import solve_round_cvxpy, solve_round_energy
@@ -55,4 +56,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with record("fed_oracle_speed", "FedDiffusion oracle: KKT against cvxpy"):
+        main()

@@ -17,6 +17,7 @@ import time
 
 import gymnasium as gym
 import numpy as np
+from harness import record
 
 import edgegen  # noqa: F401  (registers the edgegen ids)
 
@@ -53,4 +54,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with record("meg_oracle_speed", "MEG oracle: first-call time"):
+        main()

@@ -17,6 +17,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
+from harness import record
 
 import edgegen  # noqa: F401  (registers the edgegen ids)
 
@@ -100,4 +101,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with record("meg_policies", "MEG-v0: oracle, best fixed action, random; live-backend speed"):
+        main()

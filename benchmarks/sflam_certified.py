@@ -30,6 +30,7 @@ from edgegen.solvers.sflam_bcd import solve_sflam_bcd
 from edgegen.solvers.sflam_dual import solve_sflam_dual
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from harness import record
 from sflam_reference import reference_optimum
 from test_sflam import _instance
 
@@ -68,7 +69,7 @@ def env_rounds(
                 row["dual_over_bcd"] = dual.objective / bcd.objective - 1.0
             rows.append(row)
             env.step(env.action_space.sample())
-        print(f"M={selected} episode {episode}: {len(rows)} rounds", flush=True)
+        print(f"M={selected} episode {episode}: {len(rows)} rounds", file=sys.stderr, flush=True)
     gaps = np.array([r["gap"] for r in rows])
     with_bcd = [r for r in rows if "bcd_s" in r]
     rel = np.array([r["dual_over_bcd"] for r in with_bcd])
@@ -143,4 +144,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with record("sflam_certified", "SFLAM-v0: the certified per-round oracle against BCD"):
+        main()

@@ -26,6 +26,7 @@ from edgegen.envs.sflam.config import make_config
 from edgegen.solvers.sflam_bcd import solve_sflam_bcd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from harness import record
 from sflam_reference import reference_optimum
 from test_sflam import _instance
 
@@ -113,4 +114,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with record("sflam_oracle", "SFLAM-v0: BCD oracle against the reference, solve time, baselines"):
+        main()

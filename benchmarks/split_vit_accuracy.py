@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from harness import record
 
 from edgegen.envs.backends.split_vit import SplitFederatedViT
 
@@ -79,4 +80,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with record(
+        "split_vit_accuracy",
+        "Split federated ViT: accuracy against activation bit-width (SFLAM-v0's backend)",
+    ):
+        main()

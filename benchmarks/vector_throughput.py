@@ -18,6 +18,7 @@ import warnings
 
 import gymnasium as gym
 import numpy as np
+from harness import record
 
 import edgegen  # noqa: F401  (registers the edgegen ids)
 
@@ -126,4 +127,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with record("vector_throughput", "Batched vector envs against SyncVectorEnv"):
+        main()

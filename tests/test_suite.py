@@ -69,6 +69,9 @@ def test_tiny_suite_on_local_ray_scores_writes_and_resumes(tmp_path, capsys):
     assert header[:6] == ["env", "policy", "seed", "timesteps", "feasible", "optimality_gap"]
     board = (out / "leaderboard.md").read_text()
     assert all(f"| {p} |" in board for p in by)
+    info = json.loads((out / "run_info.json").read_text())
+    head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True)
+    assert info["commit"] == (head.stdout.strip() or None) and f"at commit {info['commit']}" in board
     for plot in ("learning_curves.png", "costs.png", "gaps.png"):
         assert (out / plot).stat().st_size > 10_000
 
