@@ -27,6 +27,7 @@ from numpy.typing import ArrayLike
 
 __all__ = [
     "CostSpec",
+    "NormalizeCosts",
     "RecordEpisodeCostStatistics",
     "SafetyGymnasiumAdapter",
     "SingleCostWrapper",
@@ -177,6 +178,42 @@ class SingleCostWrapper(gym.Wrapper):
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         """Step the inner env and keep only the selected cost."""
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, reward, terminated, truncated, self._rewrite(info)
+
+
+class NormalizeCosts(gym.Wrapper):
+    """Costs in units of their limits, for any agent: ``info["costs"] / limits`` and limits of 1.
+
+    Costs of very different scales (MEG-v0: seconds and hundreds of joules) then weigh alike in a
+    learner's cost critics and multipliers. ``cost_spec`` keeps the names, with unit ``"1"`` (a
+    fraction of the limit) and limit 1; ``info["costs_raw"]`` keeps the raw costs and
+    ``info["cost"]`` (already ``max_i c_i / l_i``) is unchanged. Evaluate a policy on the plain env:
+    the protocol scores raw costs.
+
+    Args:
+        env: an edgegen env (or any env with ``cost_spec`` and ``info["costs"]``).
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        inner = get_cost_spec(env)
+        self._limits = inner.limits_array
+        self.cost_spec = CostSpec(inner.names, ("1",) * inner.num_costs, (1.0,) * inner.num_costs)
+
+    def _rewrite(self, info: dict[str, Any]) -> dict[str, Any]:
+        info = dict(info)
+        info["costs_raw"] = info["costs"]
+        info["costs"] = np.asarray(info["costs"], dtype=np.float64) / self._limits
+        return info
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        """Reset the inner env; zero costs stay zero."""
+        obs, info = self.env.reset(**kwargs)
+        return obs, self._rewrite(info)
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Step the inner env; costs over their limits."""
         obs, reward, terminated, truncated, info = self.env.step(action)
         return obs, reward, terminated, truncated, self._rewrite(info)
 

@@ -76,3 +76,39 @@ def test_get_cost_spec_through_vector_envs_and_errors():
     assert get_cost_spec(vec).names == ("deadline_miss_fraction",)
     with pytest.raises(ValueError, match="declares no cost_spec"):
         get_cost_spec(gym.make("CartPole-v1"))
+
+
+def test_normalize_costs_divides_by_the_limits_and_any_agent_sees_limits_of_one():
+    from edgegen.envs.cmdp import NormalizeCosts
+
+    plain, wrapped = gym.make("edgegen/MEG-v0"), NormalizeCosts(gym.make("edgegen/MEG-v0"))
+    limits = np.array([3.8, 650.0])
+    spec = get_cost_spec(wrapped)
+    assert spec.names == ("latency_s", "energy_j") and spec.limits == (1.0, 1.0) and spec.units == ("1", "1")
+    _, info = wrapped.reset(seed=2)
+    assert np.all(info["costs"] == 0) and "costs_raw" in info
+    plain.reset(seed=2)
+    for a in np.random.default_rng(0).uniform(-1, 1, size=(10, 2)).astype(np.float32):
+        raw = plain.step(a)[4]
+        info = wrapped.step(a)[4]
+        np.testing.assert_allclose(info["costs"], raw["costs"] / limits, rtol=1e-15)
+        np.testing.assert_array_equal(info["costs_raw"], raw["costs"])
+        assert info["cost"] == raw["cost"] == pytest.approx(max(raw["costs"] / limits), rel=1e-15)
+
+
+def test_ppo_lagrangian_on_normalized_costs_moves_its_multipliers_as_on_raw_costs():
+    # PPOLagrangian's multiplier step is on cost / limit - 1: the wrapper must not change it. (Only
+    # the first step is compared: later rollouts differ, as the cost critics learn other scales.)
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from edgegen.agents import PPOLagrangian
+    from edgegen.envs.cmdp import NormalizeCosts
+
+    lambdas = []
+    for wrapper in (None, NormalizeCosts):
+        vec = make_vec_env("edgegen/MEG-v0", n_envs=1, seed=4, wrapper_class=wrapper)
+        model = PPOLagrangian("MlpPolicy", vec, n_steps=128, batch_size=64, n_epochs=1, seed=4)
+        model.learn(128)
+        lambdas.append(model.lambdas.copy())
+    assert np.all(lambdas[0] > 0)
+    np.testing.assert_allclose(lambdas[1], lambdas[0], rtol=1e-6)  # costs pass through float32
