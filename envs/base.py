@@ -59,6 +59,10 @@ class EdgeGenEnv(gym.Env[np.ndarray, np.ndarray], Generic[ConfigT]):
             expected objective per step of a stationary policy, whose single steps may exceed the
             average limits (its expected costs meet them).
         baseline_names: named heuristics of :meth:`baseline_action`.
+        entity_layout: ``(features per entity, action values per entity)`` where the env is a set of
+            like entities (devices): the observation starts with one block of features per entity
+            (the rest is global) and the action is one block per entity, in the same order. Agents
+            with per-entity networks read it (CVPO's ``entity_dims="env"``); ``None`` otherwise.
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}  # noqa: RUF012 (gymnasium's name)
@@ -72,6 +76,7 @@ class EdgeGenEnv(gym.Env[np.ndarray, np.ndarray], Generic[ConfigT]):
     objective_key: ClassVar[str]
     oracle_kinds: ClassVar[tuple[str, ...]] = ("cmdp",)
     baseline_names: ClassVar[tuple[str, ...]] = ()
+    entity_layout: ClassVar[tuple[int, int] | None] = None
 
     _spec: EnvSpec | None = None
     _action_shape: tuple[int, ...]

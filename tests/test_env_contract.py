@@ -382,3 +382,31 @@ def test_extreme_config_values_work_or_raise_a_clear_value_error(env_id, kwargs)
             obs, reward, _, _, info = env.step(result.action)
             finite = [result.action, obs, reward, info["costs"], result.objective]
             assert all(np.all(np.isfinite(x)) for x in finite), (field.name, extreme)
+
+
+# An info entry per entity that the last action value of that entity's block drives.
+ENTITY_INFO = {"edgegen/FedDiffusion-v0": "compute_time_s", "edgegen/SFLAM-v0": "power_w"}
+
+
+@pytest.mark.parametrize(("env_id", "kwargs"), CASES, ids=CASE_IDS)
+def test_entity_layout_matches_the_spaces_and_each_block_drives_its_own_entity(env_id, kwargs):
+    env = make(env_id, **kwargs)
+    layout = env.unwrapped.entity_layout
+    if layout is None:
+        assert env_id not in ENTITY_INFO
+        return
+    entity_obs, entity_act = layout
+    (act_dim,), (obs_dim,) = env.action_space.shape, env.observation_space.shape
+    entities, rest = divmod(act_dim, entity_act)
+    assert rest == 0 and obs_dim - entities * entity_obs >= 0
+    key = ENTITY_INFO[env_id]
+    base = np.zeros(act_dim, dtype=np.float32)
+    env.reset(seed=3)
+    reference = env.unwrapped.step(base)[4][key]
+    assert len(reference) == entities
+    for k in range(entities):
+        env.reset(seed=3)
+        moved = base.copy()
+        moved[k * entity_act + entity_act - 1] = 0.7
+        changed = env.unwrapped.step(moved)[4][key] != reference
+        assert changed.tolist() == [i == k for i in range(entities)], (k, changed)

@@ -159,6 +159,8 @@ class FedDiffusionEnv(EdgeGenEnv[FedDiffusionConfig]):
     cost_units: ClassVar[tuple[str, ...]] = ("1",)
     objective_key: ClassVar[str] = "energy_j"
     baseline_names: ClassVar[tuple[str, ...]] = ("equal_split",)
+    # per device 3 observation features and 1 action value (its time split)
+    entity_layout: ClassVar[tuple[int, int] | None] = (3, 1)
 
     def __init__(
         self,

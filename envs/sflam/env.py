@@ -142,6 +142,8 @@ class SFLAMEnv(EdgeGenEnv[SFLAMConfig]):
     cost_units: ClassVar[tuple[str, ...]] = ("s",)
     objective_key: ClassVar[str] = "objective"
     baseline_names: ClassVar[tuple[str, ...]] = ("full_precision", "fixed_8bit")
+    # per selected device 2 observation features and 3 action values (bits, share, power)
+    entity_layout: ClassVar[tuple[int, int] | None] = (2, 3)
 
     def __init__(
         self,
