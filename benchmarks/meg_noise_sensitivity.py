@@ -46,7 +46,7 @@ def mean_trained_decoder(vae, iters: int):
         loss.backward()
         opt.step()
         if it % 100 == 0:
-            print(f"[mean-trained decoder] iter {it} recon mse {loss.item():.5f}", file=sys.stderr, flush=True)
+            print(f"[decoder on means] iter {it} recon mse {loss.item():.5f}", file=sys.stderr, flush=True)
     return decoder.eval()
 
 
