@@ -32,6 +32,7 @@ SECTIONS = (
     ("cmdp_oracles", "python benchmarks/cmdp_oracles.py"),
     ("sflam_certified", "python benchmarks/sflam_certified.py"),
     ("sflam_oracle", "python benchmarks/sflam_oracle.py"),
+    ("cvpo_speed", "python benchmarks/cvpo_speed.py --fsrl-python FSRL_VENV/bin/python"),
     ("fed_oracle_speed", "python benchmarks/fed_oracle_speed.py"),
     ("meg_oracle_speed", "python benchmarks/meg_oracle_speed.py"),
     ("env_throughput", "python benchmarks/env_throughput.py"),
