@@ -92,7 +92,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    print(f"{args.steps} env steps per run, torch on 1 thread, CPU seconds inside learn (one process each).\n")
+    print(f"{args.steps} env steps per run, torch on 1 thread, CPU seconds in learn (a process each).\n")
     print("| env | this project's CVPO (recipe) CPU s | FSRL CVPO (defaults) CPU s | ratio | target |")
     print("|---|---|---|---|---|")
     for env_id in args.envs:
