@@ -52,7 +52,7 @@ from edgegen.agents import (
     load_hyperparams,
 )
 from edgegen.agents.cvpo import CVPOConfig
-from edgegen.agents.evaluation import EvaluationResult
+from edgegen.agents.evaluation import EvaluationResult, evaluate_oracle_cached
 from edgegen.envs.cmdp import CostSpec, get_cost_spec
 
 
@@ -386,10 +386,18 @@ def policy_by_name(
 def compare(
     policies: dict[str, Any], env: gym.Env, episodes: int, seed: int, progress_bar: bool | None = None
 ) -> dict[str, EvaluationResult]:
-    """Evaluate every policy on the same seeded episodes of ``env`` (a bar per policy on a terminal)."""
+    """Evaluate every policy on the same seeded episodes of ``env`` (a bar per policy on a terminal).
+
+    The oracle's episodes come from the cache when this env config and episode block were evaluated
+    before (``agents.evaluation.evaluate_oracle_cached``).
+    """
     bar = sys.stderr.isatty() if progress_bar is None else progress_bar
     return {
-        name: evaluate_policy_with_cost(p, env, episodes, seed=seed, progress_bar=bar)
+        name: (
+            evaluate_oracle_cached(p, env, episodes, seed=seed, progress_bar=bar)
+            if isinstance(p, OraclePolicy)
+            else evaluate_policy_with_cost(p, env, episodes, seed=seed, progress_bar=bar)
+        )
         for name, p in policies.items()
     }
 

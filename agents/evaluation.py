@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import gymnasium as gym
@@ -10,7 +14,7 @@ import numpy as np
 
 from edgegen.envs.cmdp import CostSpec, get_cost_spec
 
-__all__ = ["EvaluationResult", "evaluate_policy_with_cost"]
+__all__ = ["EvaluationResult", "evaluate_oracle_cached", "evaluate_policy_with_cost"]
 
 
 class Predictor(Protocol):
@@ -129,3 +133,85 @@ def evaluate_policy_with_cost(
         cost_spec=spec,
         metrics={k: np.array(v) for k, v in metrics.items()},
     )
+
+
+# ---------------------------------------------------------------------------------------------------
+# The oracle's evaluation, computed once per env config and episode block (it takes minutes on
+# SFLAM-v0) and read back afterwards.
+# ---------------------------------------------------------------------------------------------------
+def cache_dir() -> Path:
+    """``$EDGEGEN_CACHE_DIR``, else ``$XDG_CACHE_HOME/edgegen``, else ``~/.cache/edgegen``."""
+    explicit = os.environ.get("EDGEGEN_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgegen"
+
+
+def oracle_cache_key(env: gym.Env, n_episodes: int, seed: int, metric_keys: tuple[str, ...]) -> str:
+    """Key of an oracle evaluation: env id, its whole config, the episodes, the metrics, the version.
+
+    The config's repr covers every field (presets and overrides alike); the version covers the
+    oracle's code and the shipped assets.
+    """
+    import edgegen
+
+    unwrapped = env.unwrapped
+    blob = json.dumps(
+        [
+            getattr(unwrapped.spec, "id", type(unwrapped).__name__),
+            repr(getattr(unwrapped, "config", None)),
+            repr(get_cost_spec(env)),
+            n_episodes,
+            seed,
+            list(metric_keys),
+            edgegen.__version__,
+        ]
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def evaluate_oracle_cached(
+    oracle: Predictor,
+    env: gym.Env,
+    n_episodes: int,
+    seed: int,
+    metric_keys: tuple[str, ...] = ("energy_j",),
+    progress_bar: bool = False,
+    cache: Path | None = None,
+) -> EvaluationResult:
+    """:func:`evaluate_policy_with_cost` of the env's oracle, read from the cache when it is there.
+
+    A missing or unreadable cache file means evaluating (and writing it, atomically); the oracle is
+    deterministic given the env config and the episode seeds, which the key holds.
+    """
+    folder = cache_dir() / "oracle_evaluations" if cache is None else cache
+    path = folder / f"{oracle_cache_key(env, n_episodes, seed, metric_keys)}.json"
+    spec = get_cost_spec(env)
+    try:
+        data = json.loads(path.read_text())
+        return EvaluationResult(
+            rewards=np.asarray(data["rewards"], dtype=np.float64),
+            lengths=np.asarray(data["lengths"]),
+            costs=np.asarray(data["costs"], dtype=np.float64).reshape(n_episodes, spec.num_costs),
+            cost_spec=spec,
+            metrics={k: np.asarray(v, dtype=np.float64) for k, v in data["metrics"].items()},
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # not cached yet, or a damaged file: evaluate again
+    result = evaluate_policy_with_cost(
+        oracle, env, n_episodes, seed=seed, metric_keys=metric_keys, progress_bar=progress_bar
+    )
+    record = {
+        "rewards": result.rewards.tolist(),
+        "lengths": result.lengths.tolist(),
+        "costs": result.costs.tolist(),
+        "metrics": {k: v.tolist() for k, v in result.metrics.items()},
+    }
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only cache only costs the next run the evaluation
+    return result
