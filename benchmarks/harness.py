@@ -75,6 +75,7 @@ def record(name: str, title: str, argv: list[str] | None = None) -> Iterator[Non
     script = os.path.relpath(argv[0], ROOT) if argv else name
     runner = "" if script.endswith(".sh") or argv[:1] == ["bash"] else "python "
     command = runner + shlex.join([script, *argv[1:]])
+    commit = git_commit()  # the code that runs, even if the tree changes while it does
     tee, start = _Tee(sys.stdout), time.perf_counter()
     with contextlib.redirect_stdout(tee):
         yield
@@ -82,7 +83,7 @@ def record(name: str, title: str, argv: list[str] | None = None) -> Iterator[Non
         "name": name,
         "title": title,
         "command": command,
-        **git_commit(),
+        **commit,
         "date": time.strftime("%Y-%m-%d"),
         "machine": machine(),
         "seconds": round(time.perf_counter() - start, 1),
