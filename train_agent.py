@@ -53,6 +53,7 @@ from edgegen.agents import (
 )
 from edgegen.agents.cvpo import CVPOConfig
 from edgegen.agents.evaluation import EvaluationResult, evaluate_oracle_cached
+from edgegen.agents.hyperparams import split_env_wrapper
 from edgegen.envs.cmdp import CostSpec, get_cost_spec
 
 
@@ -481,22 +482,36 @@ def build_model(args: TrainArgs) -> tuple[Any, CostSpec, dict[str, Any], dict[st
     if args.seed < 0:
         raise CLIError(f"--seed must be >= 0, got {args.seed}")
     merged, sources = recipe_settings(args.algo, args.env, args.algo_kwargs)
-    settings = algo_config(args.algo, merged)
+    try:
+        algo_settings, wrapper = split_env_wrapper(merged)
+    except ValueError as exc:
+        raise CLIError(f"bad env_wrapper for {args.algo}: {exc}") from None
+    settings = algo_config(args.algo, algo_settings)
     probe = make_env(args.env, args.env_kwargs)
     spec = get_cost_spec(probe)
     unknown = sorted(set(args.cost_limits) - set(spec.names))
     if unknown:
         raise CLIError(f"unknown cost name(s) {unknown} in --cost-limit; {args.env} has {list(spec.names)}")
+    if wrapper is not None and args.cost_limits:
+        # the wrapper sees the env's own limits; --cost-limit would only reach the agent
+        raise CLIError(
+            f"--cost-limit with the recipe's env_wrapper {wrapper.__name__}: set the env's limits instead "
+            "(--env-kwargs <name>_limit=VALUE)"
+        )
     spec = spec.with_limits(args.cost_limits) if args.cost_limits else spec
-    vec_env = make_vec_env(args.env, n_envs=args.n_envs, seed=args.seed, env_kwargs=args.env_kwargs)
+    vec_env = make_vec_env(
+        args.env, n_envs=args.n_envs, seed=args.seed, env_kwargs=args.env_kwargs, wrapper_class=wrapper
+    )
+    # the agent's limits: the --cost-limit ones on raw costs, else the (possibly wrapped) env's
+    limits = list(spec.limits) if wrapper is None else None
     algo_cls: Any = ALGOS[args.algo][0]
     model: Any
     try:
         if isinstance(settings, CVPOConfig):
-            model = CVPO(vec_env, settings, cost_limits=list(spec.limits), seed=args.seed)
+            model = CVPO(vec_env, settings, cost_limits=limits, seed=args.seed)
         else:
             if algo_cls is PPOLagrangian:
-                settings = {**settings, "cost_limits": list(spec.limits)}
+                settings = {**settings, "cost_limits": limits}
             model = algo_cls("MlpPolicy", vec_env, seed=args.seed, verbose=0, **settings)
     except (TypeError, ValueError, AssertionError) as exc:
         raise CLIError(f"bad --algo-kwargs {args.algo_kwargs} for {args.algo}: {exc}") from None

@@ -14,8 +14,8 @@ Off-policy, continuous actions, any number of constraints. Reads top to bottom:
 
 The episodic cost limit of constraint i, given per step as ``d_i`` over an episode of T steps, becomes
 the Q threshold ``thr_i = d_i (1 - gamma^T) / (1 - gamma)``: the discounted value of paying exactly the
-per-step limit for T steps (:func:`q_threshold`). With ``CVPOConfig.normalize_costs`` costs are first
-divided by their limits, so ``d_i = 1`` in the critics' units.
+per-step limit for T steps (:func:`q_threshold`; ``CVPOConfig.threshold_horizon`` picks T). Costs in
+units of their limits (``d_i = 1``) come from wrapping the env in ``envs.cmdp.NormalizeCosts``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import time
 import zipfile
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -122,21 +122,20 @@ class CVPOConfig:
     """gradient updates per env step (summed over envs)"""
     max_grad_norm: float = 1.0
     """gradient clipping of actor and critics"""
-    episode_length: int | None = None
-    """T for the Q threshold; default the env's max_episode_steps"""
-    infinite_horizon_threshold: bool = False
-    """use ``thr = d / (1 - gamma)`` instead of the episodic ``d (1 - gamma^T) / (1 - gamma)``. The critics
-    bootstrap through time-limit truncations, so they estimate ``d / (1 - gamma)`` for a policy that pays
-    d per step; the episodic threshold then holds the costs near ``(1 - gamma^T)`` of the limit (0.86 on
-    MEG-v0). Off by default, as the issue's contract has it; on MEG-v0 it moved both costs from
-    0.83-0.88 to 0.98-1.01 of their limits (BENCHMARKS.md)"""
-    entity_dims: tuple[int, int] | None = None
+    threshold_horizon: int | str = "episode"
+    """horizon T of the Q threshold ``thr = d (1 - gamma^T) / (1 - gamma)``: ``"episode"`` (the env's
+    max_episode_steps, the paper's episodic threshold), ``"infinite"`` (``thr = d / (1 - gamma)``) or a
+    number of steps. The critics bootstrap through time-limit truncations, so they estimate
+    ``d / (1 - gamma)`` for a policy that pays d per step; the episodic threshold then holds the costs
+    near ``(1 - gamma^T)`` of the limit (0.86 on MEG-v0). "infinite" moved both of MEG-v0's costs from
+    0.83-0.88 to 0.98-1.01 of their limits (docs/experiments.md); the recipes use it"""
+    entity_dims: tuple[int, int] | str | None = None
     """``(observation features, action dims)`` of one entity (a device) for an actor shared by all
     entities: the observation is the entities' features one after the other, then global features;
     the action is the entities' actions one after the other. One MLP maps each entity's features plus
     the global ones to its actions, so every entity's sample trains it and its policy is the same
-    whatever the entity's index. FedDiffusion-v0: ``(3, 1)``; SFLAM-v0: ``(2, 3)``. ``None``: one MLP
-    on the whole observation"""
+    whatever the entity's index. ``"env"``: the layout the env declares (``entity_layout``:
+    FedDiffusion-v0 ``(3, 1)``, SFLAM-v0 ``(2, 3)``). ``None``: one MLP on the whole observation"""
     entity_critic_hidden: tuple[int, ...] | None = None
     """hidden layers of critics that are sums over the entities of ``entity_dims``: every head is
     ``Q(s, a) = sum_e q(s_e, g, a_e)``, one MLP q shared by the entities (their features, the global
@@ -151,22 +150,27 @@ class CVPOConfig:
     with which states the batch happened to draw: without it the batch mean of Q_c jitters by more
     than the KL-bounded q can correct, and lambda flips between 0 and its cap from batch to batch.
     ``None``: the batch's own Q_c, as in the paper"""
-    policy_average: float | None = None
-    """keep a running average of the actor's weights (the plain mean of all updates' weights until
-    ``1 / policy_average`` updates, then this Polyak rate per update) and act with it when
-    ``predict(deterministic=True)``. The last iterate of a primal-dual method oscillates with its
-    multipliers; the averaged iterate is the one that settles. Training still acts with the current
-    actor. ``None``: evaluate the current actor"""
-    normalize_costs: bool = False
-    """divide every cost by its per-step limit before the critics see it, so the thresholds are
-    ``(1 - gamma^T) / (1 - gamma)`` whatever the cost's unit. Off by default: on FedDiffusion-v0 it
-    made the multipliers sit at their cap longer (energy 1.70x the oracle at 80k steps against 1.38x
-    without; BENCHMARKS.md)"""
 
     @classmethod
     def from_dict(cls, settings: dict[str, Any]) -> CVPOConfig:
-        """A config from plain data (YAML, JSON): lists become the tuples the fields hold."""
+        """A config from plain data (YAML, JSON): lists become the tuples the fields hold.
+
+        Settings of edgegen-gym 0.1 checkpoints are translated: ``episode_length`` and
+        ``infinite_horizon_threshold`` into ``threshold_horizon``; an unused ``policy_average`` or
+        ``normalize_costs`` is dropped, a used one is refused with what replaced it.
+        """
         fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
+        infinite = fields.pop("infinite_horizon_threshold", None)
+        length = fields.pop("episode_length", None)
+        if infinite is not None or length is not None:
+            fields.setdefault("threshold_horizon", "infinite" if infinite else (length or "episode"))
+        if fields.pop("policy_average", None) is not None:
+            raise ValueError("CVPOConfig.policy_average was removed (no recipe used it)")
+        if fields.pop("normalize_costs", False):
+            raise ValueError(
+                "CVPOConfig.normalize_costs was removed: wrap the env in edgegen.envs.cmdp.NormalizeCosts "
+                "(a recipe's env_wrapper) for costs in units of their limits"
+            )
         return cls(**fields)
 
     def __post_init__(self) -> None:
@@ -189,11 +193,15 @@ class CVPOConfig:
             "learning_starts": self.learning_starts >= 0,
             "updates_per_step": self.updates_per_step > 0,
             "max_grad_norm": self.max_grad_norm > 0,
-            "episode_length": self.episode_length is None or self.episode_length >= 1,
+            "threshold_horizon": self.threshold_horizon in ("episode", "infinite")
+            or (isinstance(self.threshold_horizon, int) and self.threshold_horizon >= 1),
             "cost_value_baseline": self.cost_value_baseline is None or 0 < self.cost_value_baseline <= 1,
-            "policy_average": self.policy_average is None or 0 < self.policy_average <= 1,
-            "entity_dims": self.entity_dims is None
-            or (len(self.entity_dims) == 2 and min(self.entity_dims) >= 1),
+            "entity_dims": self.entity_dims in (None, "env")
+            or (
+                not isinstance(self.entity_dims, str)
+                and len(self.entity_dims) == 2
+                and min(self.entity_dims) >= 1
+            ),
             "entity_critic_hidden": self.entity_critic_hidden is None
             or min(self.entity_critic_hidden, default=1) >= 1,
         }
@@ -503,15 +511,17 @@ class CVPO:
         self._obs_shape: tuple[int, ...] = tuple(self.env.observation_space.shape or ())
         spec = get_cost_spec(self.env)
         self.cost_spec: CostSpec = spec if cost_limits is None else spec.with_limits(cost_limits)
-        if self.config.infinite_horizon_threshold:
-            horizon = math.inf
-        else:
-            horizon = self.config.episode_length or _episode_length(self.env)
-        limits = self.cost_spec.limits_array
-        self._cost_scale = (1.0 / limits if self.config.normalize_costs else np.ones_like(limits)).astype(
-            np.float32
+        if self.config.entity_dims == "env":
+            self.config = replace(self.config, entity_dims=_entity_layout(self.env))
+        setting = self.config.threshold_horizon
+        horizon = (
+            math.inf
+            if setting == "infinite"
+            else _episode_length(self.env)
+            if setting == "episode"
+            else float(setting)
         )
-        self.thresholds = q_threshold(limits * self._cost_scale, self.config.gamma, horizon)
+        self.thresholds = q_threshold(self.cost_spec.limits_array, self.config.gamma, horizon)
         self._build(int(np.prod(self._obs_shape)), int(np.prod(self._act_shape)))
         self.num_timesteps, self.num_updates = 0, 0
         self._logger: Logger | None = None
@@ -530,12 +540,12 @@ class CVPO:
             th.manual_seed(self.seed)
         self.obs_dim, self.act_dim = obs_dim, act_dim
         entity_actor: EntityGaussianActor | None = None
-        if cfg.entity_dims is None:
+        dims = cfg.entity_dims
+        assert not isinstance(dims, str)  # "env" is resolved in __init__
+        if dims is None:
             actor: GaussianActor = GaussianActor(obs_dim, act_dim, cfg.hidden, cfg.log_std_init)
         else:
-            actor = entity_actor = EntityGaussianActor(
-                obs_dim, act_dim, cfg.hidden, cfg.log_std_init, cfg.entity_dims
-            )
+            actor = entity_actor = EntityGaussianActor(obs_dim, act_dim, cfg.hidden, cfg.log_std_init, dims)
         if cfg.min_std is not None:
             actor.min_log_std = math.log(cfg.min_std)
         self.actor = actor.to(self.device)
@@ -544,15 +554,10 @@ class CVPO:
             critics = Critics(obs_dim, act_dim, self.cost_spec.num_costs, cfg.hidden)
         else:
             # CVPOConfig checks that entity_critic_hidden comes with entity_dims
-            assert entity_actor is not None and cfg.entity_dims is not None
-            critics = EntityCritics(
-                entity_actor, self.cost_spec.num_costs, cfg.entity_critic_hidden, cfg.entity_dims[1]
-            )
+            assert entity_actor is not None and dims is not None
+            critics = EntityCritics(entity_actor, self.cost_spec.num_costs, cfg.entity_critic_hidden, dims[1])
         self.critics = critics.to(self.device)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
-        self.actor_average: nn.Module | None = None
-        if cfg.policy_average is not None:
-            self.actor_average = copy.deepcopy(self.actor).requires_grad_(False)
         self.critics_target = copy.deepcopy(self.critics).requires_grad_(False)
         self.actor_optimizer = th.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
         self.critic_optimizer = th.optim.Adam(self.critics.parameters(), lr=cfg.critic_lr)
@@ -576,16 +581,12 @@ class CVPO:
         episode_start: Any = None,
         deterministic: bool = True,
     ) -> tuple[np.ndarray, None]:
-        """Action for one observation or a batch (SB3 semantics); deterministic = the policy mean.
-
-        With ``CVPOConfig.policy_average`` the deterministic action is the averaged actor's mean.
-        """
+        """Action for one observation or a batch (SB3 semantics); deterministic = the policy mean."""
         obs = np.asarray(observation, dtype=np.float32)
         single = obs.shape == self._obs_shape
         batch = th.as_tensor(obs.reshape(-1, self.obs_dim), device=self.device)
-        actor = self.actor_average if deterministic and self.actor_average is not None else self.actor
         with th.no_grad():
-            mean, std = actor(batch)
+            mean, std = self.actor(batch)
             action = mean if deterministic else mean + std * th.randn_like(mean)
         action = self._to_env(action.cpu().numpy()).reshape(-1, *self._act_shape)
         return (action[0] if single else action), None
@@ -669,7 +670,7 @@ class CVPO:
                 next_obs,
                 actions,
                 rewards,
-                costs * self._cost_scale,
+                costs,
                 terminated,
                 dones,
             )
@@ -783,9 +784,6 @@ class CVPO:
 
         polyak_update(self.critics, self.critics_target, cfg.tau)
         polyak_update(self.actor, self.actor_target, cfg.tau)
-        if self.actor_average is not None:  # a plain mean of the iterates first, then an EMA
-            rate = max(float(cfg.policy_average or 0.0), 1 / (self.num_updates + 1))
-            polyak_update(self.actor, self.actor_average, rate)
         self.num_updates += 1
         self._last_losses = {
             "train/critic_loss": critic_loss.item(),
@@ -839,7 +837,7 @@ class CVPO:
             "action_shape": list(self._act_shape),
         }
         weights = io.BytesIO()
-        th.save({name: getattr(self, name).state_dict() for name in self._modules()}, weights)
+        th.save({name: getattr(self, name).state_dict() for name in _MODULES}, weights)
         path = Path(path)
         if path.suffix != ".zip":
             path = path.with_suffix(".zip")
@@ -884,10 +882,6 @@ class CVPO:
         self._ep_cost = np.zeros((n_envs, self.cost_spec.num_costs))
         self._ep_len = np.zeros(n_envs, dtype=np.int64)
 
-    def _modules(self) -> tuple[str, ...]:
-        """Names of the networks and optimizers a checkpoint holds."""
-        return _MODULES + (() if self.actor_average is None else ("actor_average",))
-
     @classmethod
     def for_env(
         cls,
@@ -898,13 +892,22 @@ class CVPO:
     ) -> CVPO:
         """CVPO with the env's recipe (``agents/hyperparams/cvpo.yml``) and ``overrides`` on top.
 
-        The env id comes from ``env.spec.id`` (the first sub-env's for a VecEnv).
+        The env id comes from ``env.spec.id`` (the first sub-env's for a VecEnv). A recipe's
+        ``env_wrapper`` wraps a gymnasium ``env`` (``env_wrapper=None`` turns it off).
         """
-        from edgegen.agents.hyperparams import load_hyperparams
+        from edgegen.agents.hyperparams import load_hyperparams, split_env_wrapper
 
-        env_id = env_label(env if isinstance(env, VecEnv) else DummyVecEnv([lambda: env]))
+        single = env
+        env_id = env_label(env if isinstance(env, VecEnv) else DummyVecEnv([lambda: single]))  # type: ignore[list-item,return-value]
         recipe, _ = load_hyperparams("cvpo", env_id)
-        settings = {**recipe, **overrides}
+        settings, wrapper = split_env_wrapper({**recipe, **overrides})
+        if wrapper is not None:
+            if isinstance(env, VecEnv):
+                raise ValueError(
+                    f"the {env_id} recipe wraps its env in {wrapper.__name__}: pass a gymnasium env, or "
+                    f"a VecEnv of wrapped envs with env_wrapper=None"
+                )
+            env = wrapper(env)
         return cls(env, CVPOConfig.from_dict(settings), cost_limits=cost_limits, seed=seed)
 
     @classmethod
@@ -926,17 +929,10 @@ class CVPO:
                 )
         except (FileNotFoundError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
             raise ValueError(f"{path} is not a CVPO checkpoint ({type(exc).__name__}: {exc})") from None
-        entity_dims = meta["config"].get("entity_dims")
-        config = CVPOConfig(
-            **{
-                **meta["config"],
-                "hidden": tuple(meta["config"]["hidden"]),
-                "entity_dims": None if entity_dims is None else tuple(entity_dims),
-                "entity_critic_hidden": None
-                if meta["config"].get("entity_critic_hidden") is None
-                else tuple(meta["config"]["entity_critic_hidden"]),
-            }
-        )
+        try:
+            config = CVPOConfig.from_dict(meta["config"])
+        except ValueError as exc:
+            raise CheckpointMismatchError(f"{path} cannot be loaded by this version: {exc}") from None
         if env is None:
             env = _PlaceholderEnv(meta)
         else:
@@ -948,7 +944,7 @@ class CVPO:
                 tuple(meta["cost_spec"]["names"]),
             )
         model = cls(env, config, cost_limits=meta["cost_spec"]["limits"], device=device)
-        for name in model._modules():
+        for name in _MODULES:
             getattr(model, name).load_state_dict(state[name])
         model.thresholds = np.array(meta["thresholds"])
         model.dual = np.array(meta["dual"])
@@ -967,9 +963,23 @@ def _episode_length(env: VecEnv) -> int:
     horizon = getattr(steps, "max_episode_steps", None) if steps is not None else None
     if horizon is None:
         raise ValueError(
-            "the env has no max_episode_steps: pass CVPOConfig(episode_length=T) for the Q threshold"
+            "the env has no max_episode_steps: pass CVPOConfig(threshold_horizon=T) for the Q threshold"
         )
     return int(horizon)
+
+
+def _entity_layout(env: VecEnv) -> tuple[int, int]:
+    """The entity layout the (first sub-)env declares, for ``CVPOConfig(entity_dims="env")``."""
+    try:
+        layout = env.get_attr("entity_layout")[0]
+    except AttributeError:
+        layout = None
+    if layout is None:
+        raise ValueError(
+            'CVPOConfig(entity_dims="env"): the env declares no entity_layout; give (features, actions) '
+            "per entity or None"
+        )
+    return (int(layout[0]), int(layout[1]))
 
 
 class _PlaceholderEnv(gym.Env):
@@ -983,9 +993,8 @@ class _PlaceholderEnv(gym.Env):
         )
         spec = meta["cost_spec"]
         self.cost_spec = CostSpec(tuple(spec["names"]), tuple(spec["units"]), tuple(spec["limits"]))
-        self.spec = gym.envs.registration.EnvSpec(
-            "placeholder", max_episode_steps=meta["config"]["episode_length"] or 1
-        )
+        # thresholds come from the checkpoint; the episode length only has to exist
+        self.spec = gym.envs.registration.EnvSpec("placeholder", max_episode_steps=1)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         raise RuntimeError("this CVPO was loaded without an env; pass env= to CVPO.load to train it")

@@ -14,7 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RECIPES_DIR", "load_hyperparams", "recipe_algos"]
+__all__ = ["RECIPES_DIR", "load_hyperparams", "recipe_algos", "split_env_wrapper"]
 
 RECIPES_DIR = Path(__file__).with_name("hyperparams")
 
@@ -50,3 +50,27 @@ def load_hyperparams(algo: str, env_id: str) -> tuple[dict[str, Any], str]:
     key = env_id.split(":")[-1]
     key = key if key in recipes else "default"
     return copy.deepcopy(recipes[key]), f"agents/hyperparams/{algo}.yml#{key}"
+
+
+def split_env_wrapper(settings: dict[str, Any]) -> tuple[dict[str, Any], type | None]:
+    """``settings`` without ``env_wrapper``, and the wrapper class that key names (dotted path).
+
+    rl-baselines3-zoo's key: a recipe can ask for its training envs to be wrapped (e.g.
+    ``edgegen.envs.cmdp.NormalizeCosts``). ValueError unless the path names a gymnasium wrapper.
+    """
+    import importlib
+
+    import gymnasium as gym
+
+    rest = dict(settings)
+    path = rest.pop("env_wrapper", None)
+    if path is None:
+        return rest, None
+    module_name, _, name = str(path).rpartition(".")
+    try:
+        wrapper = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError, ValueError):
+        raise ValueError(f"env_wrapper {path!r} names no importable class") from None
+    if not (isinstance(wrapper, type) and issubclass(wrapper, gym.Wrapper)):
+        raise ValueError(f"env_wrapper {path!r} is not a gymnasium.Wrapper")
+    return rest, wrapper

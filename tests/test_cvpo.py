@@ -4,6 +4,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
+from stable_baselines3.common.vec_env import DummyVecEnv
 from toy_cmdp import ToyCMDP
 
 import edgegen  # noqa: F401  (registers the edgegen ids)
@@ -35,12 +36,16 @@ def test_infinite_horizon_threshold_is_the_limit_over_one_minus_gamma():
     env = gym.make("edgegen/MEG-v0")
     limits = env.unwrapped.cost_spec.limits_array
     episodic = CVPO(env, CVPOConfig(gamma=0.97)).thresholds
-    infinite = CVPO(env, CVPOConfig(gamma=0.97, infinite_horizon_threshold=True)).thresholds
+    infinite = CVPO(env, CVPOConfig(gamma=0.97, threshold_horizon="infinite")).thresholds
     np.testing.assert_allclose(episodic, limits * (1 - 0.97**64) / 0.03, rtol=1e-12)  # T = 64 frames
     np.testing.assert_allclose(infinite, limits / 0.03, rtol=1e-12)
     with pytest.raises(ValueError, match="no max_episode_steps"):  # the episodic one needs T
         CVPO(ToyCMDP())
-    assert CVPO(ToyCMDP(), CVPOConfig(infinite_horizon_threshold=True)).thresholds.shape == (1,)
+    assert CVPO(ToyCMDP(), CVPOConfig(threshold_horizon="infinite")).thresholds.shape == (1,)
+    fixed = CVPO(env, CVPOConfig(gamma=0.97, threshold_horizon=10)).thresholds
+    np.testing.assert_allclose(fixed, limits * (1 - 0.97**10) / 0.03, rtol=1e-12)
+    with pytest.raises(ValueError, match=r"CVPOConfig\.threshold_horizon is out of range: 'forever'"):
+        CVPOConfig(threshold_horizon="forever")
 
 
 def _random_q(rng, b=16, k=8, n_costs=1):
@@ -220,7 +225,7 @@ def test_reaches_the_toy_constrained_optimum():
     """ToyCMDP: optimum u* = (0.3, 1), reward 1.3 per step; long episodes make thr = limit / (1 - gamma)."""
     th.set_num_threads(1)
     horizon = 100
-    config = CVPOConfig(gamma=0.9, episode_length=horizon, learning_starts=500, batch_size=128)
+    config = CVPOConfig(gamma=0.9, threshold_horizon=horizon, learning_starts=500, batch_size=128)
     model = CVPO(ToyCMDP(horizon=horizon), config, seed=0)
     model.learn(3_500)
     result = evaluate_policy_with_cost(model, ToyCMDP(horizon=horizon), n_episodes=2)
@@ -262,29 +267,37 @@ def test_entity_dims_that_do_not_fit_the_spaces_raise():
         CVPOConfig(entity_dims=(0, 1))
 
 
-def test_policy_average_is_the_mean_of_the_iterates_then_acts_and_survives_save_load(tmp_path):
-    env = gym.make("edgegen/FedDiffusion-v0", num_rounds=5, max_episode_steps=5)
-    config = CVPOConfig(learning_starts=20, batch_size=16, num_particles=4, hidden=(16,), policy_average=1e-6)
-    model = CVPO(env, config, seed=0)
-    model.learn(20)  # fills the buffer; no update yet
-    assert model.num_updates == 0
-    iterates = []
-    for _ in range(6):
-        model._update()
-        iterates.append([p.detach().clone() for p in model.actor.parameters()])
-    # with a rate below 1 / (n + 1) the average is the plain mean of the n iterates so far
-    for average, *history in zip(model.actor_average.parameters(), *iterates, strict=True):
-        np.testing.assert_allclose(average.numpy(), th.stack(history).mean(0).numpy(), atol=1e-6)
-    obs = np.random.default_rng(0).uniform(0, 1, (7, 31)).astype(np.float32)
-    with th.no_grad():
-        mean_average = model.actor_average(th.as_tensor(obs))[0].numpy()
-        mean_last = model.actor(th.as_tensor(obs))[0].numpy()
-    assert np.abs(mean_average - mean_last).max() > 1e-4  # six different iterates
-    np.testing.assert_allclose(model.predict(obs)[0], mean_average, atol=1e-6)  # the Box is [-1, 1]
-    model.save(tmp_path / "averaged")
-    np.testing.assert_array_equal(CVPO.load(tmp_path / "averaged.zip").predict(obs)[0], model.predict(obs)[0])
-    with pytest.raises(ValueError, match=r"CVPOConfig\.policy_average is out of range"):
-        CVPOConfig(policy_average=0.0)
+def test_entity_dims_env_takes_the_layout_the_env_declares():
+    fed = CVPO(gym.make("edgegen/FedDiffusion-v0"), CVPOConfig(hidden=(8,), entity_dims="env"))
+    assert fed.config.entity_dims == (3, 1) and fed.actor.entities == 10
+    sflam = CVPO(gym.make("edgegen/SFLAM-v0", preset="small"), CVPOConfig(hidden=(8,), entity_dims="env"))
+    assert sflam.config.entity_dims == (2, 3) and sflam.actor.entities == 3
+    with pytest.raises(ValueError, match="the env declares no entity_layout"):
+        CVPO(gym.make("edgegen/MEG-v0"), CVPOConfig(entity_dims="env"))
+
+
+def test_settings_of_the_first_release_are_translated_or_refused_with_their_replacement():
+    old = {"gamma": 0.5, "infinite_horizon_threshold": True, "episode_length": None, "policy_average": None}
+    assert CVPOConfig.from_dict(old) == CVPOConfig(gamma=0.5, threshold_horizon="infinite")
+    assert CVPOConfig.from_dict({"episode_length": 12}).threshold_horizon == 12
+    assert CVPOConfig.from_dict({"normalize_costs": False}) == CVPOConfig()
+    with pytest.raises(ValueError, match="NormalizeCosts"):
+        CVPOConfig.from_dict({"normalize_costs": True})
+    with pytest.raises(ValueError, match="policy_average was removed"):
+        CVPOConfig.from_dict({"policy_average": 0.01})
+
+
+def test_a_recipe_env_wrapper_wraps_the_env_and_the_thresholds_use_its_limits():
+    from edgegen.envs.cmdp import NormalizeCosts
+
+    model = CVPO.for_env(gym.make("edgegen/MEG-v0"))  # the MEG recipe normalises the costs
+    assert model.cost_spec.limits == (1.0, 1.0)
+    np.testing.assert_allclose(model.thresholds, 1.0 / (1 - 0.5), rtol=1e-12)  # infinite horizon, gamma 0.5
+    assert isinstance(model.env.envs[0], NormalizeCosts)
+    plain = CVPO.for_env(gym.make("edgegen/MEG-v0"), env_wrapper=None)
+    assert plain.cost_spec.limits == (3.8, 650.0)
+    with pytest.raises(ValueError, match="wraps its env in NormalizeCosts: pass a gymnasium env"):
+        CVPO.for_env(DummyVecEnv([lambda: gym.make("edgegen/MEG-v0")]))
 
 
 def test_entity_critics_are_permutation_invariant_sums_over_devices(tmp_path):

@@ -459,8 +459,9 @@ def test_recipes_are_data_applied_by_default_with_user_overrides_on_top(tmp_path
     from edgegen.agents import load_hyperparams
 
     meg, source = load_hyperparams("cvpo", "edgegen/MEG-v0")
-    assert source == "agents/hyperparams/cvpo.yml#edgegen/MEG-v0" and meg["normalize_costs"] is True
-    assert load_hyperparams("cvpo", "edgegen:edgegen/FedDiffusion-v0")[0]["entity_dims"] == [3, 1]
+    assert source == "agents/hyperparams/cvpo.yml#edgegen/MEG-v0"
+    assert meg["env_wrapper"] == "edgegen.envs.cmdp.NormalizeCosts"
+    assert load_hyperparams("cvpo", "edgegen:edgegen/FedDiffusion-v0")[0]["entity_dims"] == "env"
     assert load_hyperparams("ppo-pid", "edgegen/SFLAM-v0")[1].endswith("ppo-pid.yml#default")
     with pytest.raises(ValueError, match="no recipe file for algo 'sac'"):
         load_hyperparams("sac", "edgegen/MEG-v0")
@@ -490,13 +491,15 @@ def test_recipes_are_data_applied_by_default_with_user_overrides_on_top(tmp_path
     assert code == 0
     (run,) = tmp_path.iterdir()
     config = json.loads((run / "config.json").read_text())
-    assert config["algo_settings"]["min_std"] == 0.3 and config["algo_settings"]["normalize_costs"] is True
+    assert config["algo_settings"]["min_std"] == 0.3
+    assert config["algo_settings"]["env_wrapper"] == "edgegen.envs.cmdp.NormalizeCosts"
     assert config["algo_settings_source"]["min_std"] == "--algo-kwargs"
     assert config["algo_settings_source"]["gamma"] == "agents/hyperparams/cvpo.yml#edgegen/MEG-v0"
     model = CVPO.load(run / "model.zip")
     assert (
         model.config.gamma == 0.5 and model.config.min_std == 0.3 and model.config.cost_value_baseline == 0.01
     )
+    assert model.cost_spec.limits == (1.0, 1.0)  # trained on the wrapped env's costs
     # and in code
     fed = CVPO.for_env(gym.make("edgegen/FedDiffusion-v0"), min_std=0.25)
     assert fed.config.entity_dims == (3, 1) and fed.config.min_std == 0.25
