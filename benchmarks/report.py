@@ -135,7 +135,13 @@ def build() -> str:
     for name, command in SECTIONS:
         path = RESULTS / f"{name}.json"
         if not path.is_file():
-            out += [f"## {name}", "", f"Not recorded yet: `{command}`.", ""]
+            out += [
+                f"## {name}",
+                "",
+                f"Not recorded since BENCHMARKS.md is generated: `{command}`. Its earlier results, with the"
+                " commands and machines of their day, are in docs/experiments.md.",
+                "",
+            ]
             continue
         entry = json.loads(path.read_text())
         out += [f"## {entry['title']}", "", f"{_provenance(entry)}.", "", entry["markdown"], ""]
