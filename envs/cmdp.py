@@ -136,7 +136,24 @@ def get_cost_spec(env: Any) -> CostSpec:
     )
 
 
-class SingleCostWrapper(gym.Wrapper):
+class _CostInfoWrapper(gym.Wrapper):
+    """A wrapper that rewrites the cost entries of every reset's and step's info (``_rewrite``)."""
+
+    def _rewrite(self, info: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError  # each cost wrapper says how it rewrites
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        """Reset the inner env and rewrite its costs."""
+        obs, info = self.env.reset(**kwargs)
+        return obs, self._rewrite(info)
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Step the inner env and rewrite its costs."""
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, reward, terminated, truncated, self._rewrite(info)
+
+
+class SingleCostWrapper(_CostInfoWrapper):
     """Reduce a multi-cost env to one constraint, for agents that handle a single cost.
 
     With ``cost=None`` the single cost is the normalised ``info["cost"] = max_i c_i / limit_i`` with
@@ -171,18 +188,8 @@ class SingleCostWrapper(gym.Wrapper):
         info["cost"] = value / self.cost_spec.limits[0] if self._normalize else value
         return info
 
-    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
-        """Reset the inner env; the one cost is zero."""
-        obs, info = self.env.reset(**kwargs)
-        return obs, self._rewrite(info)
 
-    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
-        """Step the inner env and keep only the selected cost."""
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        return obs, reward, terminated, truncated, self._rewrite(info)
-
-
-class NormalizeCosts(gym.Wrapper):
+class NormalizeCosts(_CostInfoWrapper):
     """Costs in units of their limits, for any agent: ``info["costs"] / limits`` and limits of 1.
 
     Costs of very different scales (MEG-v0: seconds and hundreds of joules) then weigh alike in a
@@ -206,16 +213,6 @@ class NormalizeCosts(gym.Wrapper):
         info["costs_raw"] = info["costs"]
         info["costs"] = np.asarray(info["costs"], dtype=np.float64) / self._limits
         return info
-
-    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
-        """Reset the inner env; zero costs stay zero."""
-        obs, info = self.env.reset(**kwargs)
-        return obs, self._rewrite(info)
-
-    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
-        """Step the inner env; costs over their limits."""
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        return obs, reward, terminated, truncated, self._rewrite(info)
 
 
 class SafetyGymnasiumAdapter(gym.Wrapper):
