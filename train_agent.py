@@ -51,7 +51,7 @@ from edgegen.agents import (
     evaluate_policy_with_cost,
     load_hyperparams,
 )
-from edgegen.agents.cvpo import CVPOConfig
+from edgegen.agents.cvpo import cvpo_settings
 from edgegen.agents.evaluation import EvaluationResult, evaluate_oracle_cached
 from edgegen.agents.hyperparams import split_env_wrapper
 from edgegen.envs.cmdp import CostSpec, get_cost_spec
@@ -110,7 +110,8 @@ class TrainArgs:
     ] = field(default_factory=dict)
     """per-step limits that replace the env's defaults, by cost name"""
     algo_kwargs: Annotated[dict[str, Any], _key_values("--algo-kwargs")] = field(default_factory=dict)
-    """CVPOConfig fields (cvpo) or keyword arguments of PPO / PPOLagrangian, over the env's recipe"""
+    """over the env's recipe: CVPOConfig fields and policy_kwargs (cvpo; a network key may come flat),
+    or keyword arguments of PPO / PPOLagrangian"""
     n_envs: int = 4
     """parallel envs (DummyVecEnv)"""
     logdir: str = "runs"
@@ -225,22 +226,33 @@ def recipe_settings(
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """The run's algorithm settings, and where each came from.
 
-    The env's recipe (``agents/hyperparams/<algo>.yml``) with the user's ``--algo-kwargs`` on top.
+    The env's recipe (``agents/hyperparams/<algo>.yml``) with the user's ``--algo-kwargs`` on top;
+    ``policy_kwargs`` merge key by key (sources as ``policy_kwargs.<key>``).
     """
     recipe, source = load_hyperparams(algo, env_id)
     merged = {**recipe, **overrides}
     sources = {**dict.fromkeys(recipe, source), **dict.fromkeys(overrides, "--algo-kwargs")}
+    nested = (recipe.get("policy_kwargs") or {}, overrides.get("policy_kwargs") or {})
+    if all(isinstance(d, dict) for d in nested) and any(nested):
+        merged["policy_kwargs"] = {**nested[0], **nested[1]}
+        sources.pop("policy_kwargs", None)
+        for where, part in zip((source, "--algo-kwargs"), nested, strict=True):
+            sources.update({f"policy_kwargs.{key}": where for key in part})
     return merged, sources
 
 
-def algo_config(algo: str, kwargs: dict[str, Any]) -> CVPOConfig | dict[str, Any]:
-    """The CVPOConfig (cvpo) or the PPO keyword arguments of a run; CLIError on a bad ``--algo-kwargs``."""
+def algo_config(algo: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The algorithm's keyword arguments of a run; CLIError on a bad ``--algo-kwargs``.
+
+    CVPO's come as ``config`` (a CVPOConfig) and ``policy_kwargs`` (:func:`agents.cvpo.cvpo_settings`).
+    """
     reserved = sorted(set(kwargs) & _RESERVED_ALGO_KWARGS)
     if reserved:
         raise CLIError(f"--algo-kwargs cannot set {reserved}: use --seed, --algo or --cost-limit")
     if algo == "cvpo":
         try:  # YAML and JSON give lists where CVPOConfig keeps tuples
-            return CVPOConfig.from_dict(kwargs)
+            config, policy_kwargs = cvpo_settings(kwargs)
+            return {"config": config, "policy_kwargs": policy_kwargs}
         except (TypeError, ValueError) as exc:
             raise CLIError(f"bad --algo-kwargs for cvpo: {exc}") from None
     cls = ALGOS[algo][0]
@@ -314,7 +326,7 @@ def load_model(
     algo_cls = ALGOS[config["algo"]][0]
     try:
         model: Any
-        if algo_cls is CVPO or allow_pickle:  # CVPO's zip is JSON + weights_only tensors
+        if allow_pickle:
             model = algo_cls.load(checkpoint, device="cpu")
         else:
             model = _load_sb3_weights_only(checkpoint, config)
@@ -344,13 +356,15 @@ def _load_sb3_weights_only(checkpoint: Path, config: dict[str, Any]) -> BaseAlgo
             f"checkpoint {checkpoint}: policy.pth holds more than tensors ({type(exc).__name__}); "
             "refusing to unpickle it. If you trust the file, pass --allow-pickle"
         ) from None
-    env = make_env(config["env"], config["env_kwargs"])
+    env: gym.Env = make_env(config["env"], config["env_kwargs"])
     # the settings the run trained with (recorded since recipes exist), else the old runs' overrides
     old_runs = {**config.get("ppo_kwargs", {}), **config.get("algo_kwargs", {})}
-    settings = algo_config(config["algo"], config.get("algo_settings", old_runs))
-    assert isinstance(settings, dict)  # not CVPO
+    recorded, wrapper = split_env_wrapper(config.get("algo_settings", old_runs))
+    settings = algo_config(config["algo"], recorded)
     algo_cls: Any = ALGOS[config["algo"]][0]
-    if algo_cls is PPOLagrangian:
+    if wrapper is not None:  # the layout and cost spec the agent saw
+        env = wrapper(env)
+    elif algo_cls in (PPOLagrangian, CVPO):
         settings = {**settings, "cost_limits": list(config["cost_limits_in_force"].values())}
     model = algo_cls("MlpPolicy", env, seed=config.get("seed", 0), verbose=0, device="cpu", **settings)
     try:
@@ -507,12 +521,9 @@ def build_model(args: TrainArgs) -> tuple[Any, CostSpec, dict[str, Any], dict[st
     algo_cls: Any = ALGOS[args.algo][0]
     model: Any
     try:
-        if isinstance(settings, CVPOConfig):
-            model = CVPO(vec_env, settings, cost_limits=limits, seed=args.seed)
-        else:
-            if algo_cls is PPOLagrangian:
-                settings = {**settings, "cost_limits": limits}
-            model = algo_cls("MlpPolicy", vec_env, seed=args.seed, verbose=0, **settings)
+        if algo_cls in (PPOLagrangian, CVPO):
+            settings = {**settings, "cost_limits": limits}
+        model = algo_cls("MlpPolicy", vec_env, seed=args.seed, verbose=0, **settings)
     except (TypeError, ValueError, AssertionError) as exc:
         raise CLIError(f"bad --algo-kwargs {args.algo_kwargs} for {args.algo}: {exc}") from None
     return model, spec, merged, sources
@@ -555,7 +566,7 @@ def resume(run_dir: Path, timesteps: int | None, progress_bar: bool) -> RunResul
 
     The run's ``config.json`` fixes the env, algo and settings; the model, its optimiser state and
     multipliers come from the run's ``model.zip`` (written at the interrupt), or else its newest
-    checkpoint; CVPO's replay buffer from ``replay_buffer.npz``. New episodes start from fresh resets.
+    checkpoint; CVPO's replay buffer from ``replay_buffer.pkl``. New episodes start from fresh resets.
     SB3's loader unpickles parts of ``model.zip``: resume only run folders this tool wrote.
     """
     config_path = run_dir / "config.json"
@@ -578,8 +589,8 @@ def resume(run_dir: Path, timesteps: int | None, progress_bar: bool) -> RunResul
         model: Any = algo_cls.load(candidates[0], env=vec_env, device="cpu")
     except Exception as exc:  # SB3 and CVPO raise several kinds for a damaged file
         raise CLIError(f"--resume: cannot load {candidates[0]} ({type(exc).__name__}: {exc})") from None
-    if algo_cls is CVPO and (run_dir / "replay_buffer.npz").is_file():
-        model.load_replay_buffer(run_dir / "replay_buffer.npz")
+    if algo_cls is CVPO and (run_dir / "replay_buffer.pkl").is_file():
+        model.load_replay_buffer(run_dir / "replay_buffer.pkl")
     remaining = args.timesteps - model.num_timesteps
     if remaining < 1:
         raise CLIError(
@@ -616,8 +627,8 @@ def _learn_and_evaluate(model: Any, args: TrainArgs, run_dir: Path, config: dict
         max(args.checkpoint_every // args.n_envs, 1), str(run_dir / "checkpoints"), name_prefix="model"
     )
     start = time.perf_counter()
-    learn_kwargs: dict[str, Any] = {} if algo_cls is CVPO else {"tb_log_name": "tb"}
-    if args.resume and algo_cls is not CVPO:
+    learn_kwargs: dict[str, Any] = {"tb_log_name": "tb"}
+    if args.resume:
         learn_kwargs["reset_num_timesteps"] = False
     interrupted = False
     try:
@@ -627,8 +638,8 @@ def _learn_and_evaluate(model: Any, args: TrainArgs, run_dir: Path, config: dict
         interrupted = True
     train_time_s = time.perf_counter() - start
     model.save(run_dir / "model.zip")
-    if algo_cls is CVPO and hasattr(model, "buffer"):
-        model.save_replay_buffer(run_dir / "replay_buffer.npz")
+    if algo_cls is CVPO and getattr(model, "replay_buffer", None) is not None:
+        model.save_replay_buffer(run_dir / "replay_buffer.pkl")
     if interrupted:
         raise Interrupted(
             f"interrupted at {model.num_timesteps} of {args.timesteps} steps; saved {run_dir / 'model.zip'}. "

@@ -16,16 +16,21 @@ class CheckpointMismatchError(ValueError):
 
 
 def checkpoint_kind(path: str | Path) -> str:
-    """The checkpoint's format: "CVPO", "stable-baselines3" (``data`` + ``policy.pth``) or "unknown"."""
+    """The checkpoint's format, read without unpickling anything.
+
+    "CVPO" (an SB3 zip whose policy is a ``CVPOPolicy``), "stable-baselines3" (another SB3 zip:
+    ``data`` + ``policy.pth``), "CVPO (edgegen-gym 0.1)" (``cvpo.json`` + ``weights.pt``) or "unknown".
+    """
     try:
         with zipfile.ZipFile(path) as archive:
             names = set(archive.namelist())
+            data = archive.read("data") if "data" in names else b""
     except (OSError, zipfile.BadZipFile):
         return "unknown"
     if "cvpo.json" in names:
-        return "CVPO"
-    if "data" in names:
-        return "stable-baselines3"
+        return "CVPO (edgegen-gym 0.1)"
+    if data:
+        return "CVPO" if b"CVPOPolicy" in data else "stable-baselines3"
     return "unknown"
 
 

@@ -1,7 +1,7 @@
 """Per-env hyperparameters as data: ``agents/hyperparams/<algo>.yml``, keyed by env id, with a default.
 
 >>> settings, source = load_hyperparams("cvpo", "edgegen/MEG-v0")
->>> settings["min_std"], source
+>>> settings["policy_kwargs"]["min_std"], source
 (0.15, 'agents/hyperparams/cvpo.yml#edgegen/MEG-v0')
 >>> load_hyperparams("cvpo", "edgegen/SFLAM-v0")[1]
 'agents/hyperparams/cvpo.yml#default'

@@ -30,7 +30,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
 
 from edgegen.agents.checkpoints import CheckpointMismatchError, check_env_fits, checkpoint_kind
-from edgegen.agents.cost_buffer import CostRolloutBuffer
+from edgegen.agents.cost_buffer import CostRolloutBuffer, costs_from_infos
 from edgegen.agents.cost_policy import CostActorCriticPolicy
 from edgegen.agents.finite import check_transition, env_label
 from edgegen.envs.cmdp import CostSpec, get_cost_spec
@@ -233,7 +233,7 @@ class PPOLagrangian(PPO):
             if not callback.on_step():
                 return False
             self._update_info_buffer(infos, dones)
-            costs = _costs_from_infos(infos, n_costs)
+            costs = costs_from_infos(infos, n_costs, "PPOLagrangian")
             check_transition(self._env_label, self.num_timesteps, new_obs, rewards, costs, infos)
             self._track_episode_costs(costs, dones)
 
@@ -415,18 +415,6 @@ class PPOLagrangian(PPO):
             reset_num_timesteps=reset_num_timesteps,
             progress_bar=progress_bar,
         )
-
-
-def _costs_from_infos(infos: list[dict[str, Any]], n_costs: int) -> np.ndarray:
-    try:
-        costs = np.array([info["costs"] for info in infos], dtype=np.float32)
-    except KeyError:
-        raise ValueError(
-            "PPOLagrangian needs info['costs'] from every step (see envs.cmdp); this env does not put it"
-        ) from None
-    if costs.shape != (len(infos), n_costs):
-        raise ValueError(f"info['costs'] must have {n_costs} entries per env, got shape {costs.shape[1:]}")
-    return costs
 
 
 def _mean(values: list[float]) -> float:

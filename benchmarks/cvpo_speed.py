@@ -1,7 +1,9 @@
 """CPU seconds per training steps: this project's CVPO (shipped recipe) against FSRL's CVPO (defaults).
 
-Each run is its own process with torch on one thread; the figure is the process's CPU time
-(``time.process_time``) spent inside ``learn`` for the same number of env steps. This project's CVPO
+Each run is its own process with torch and BLAS on one thread (``OMP/OPENBLAS/MKL_NUM_THREADS=1``:
+OpenBLAS's idle threads spin, and counted as CPU time they doubled an update's figure); the figure is
+the process's CPU time (``time.process_time``) spent inside ``learn`` for the same number of env
+steps, with the wall time beside it. This project's CVPO
 runs as ``edgegen-train train --algo cvpo`` builds it (the env's recipe, 4 DummyVecEnv envs). FSRL's
 ``CVPOAgent`` runs at its defaults (``fsrl.config.cvpo_cfg.TrainCfg``: 20 training envs, 10 episodes
 per collect, 0.2 updates per step, (128, 128) networks), in a DummyVectorEnv so that all its work
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -37,9 +40,14 @@ def ours(env_id: str, steps: int, seed: int) -> dict:
 
     args = train_agent.TrainArgs(env=env_id, algo="cvpo", timesteps=steps, seed=seed, progress_bar=False)
     model, *_ = train_agent.build_model(args)
-    start = time.process_time()
+    start, wall = time.process_time(), time.perf_counter()
     model.learn(steps)
-    return {"cpu_s": time.process_time() - start, "updates": int(model.num_updates), "steps": steps}
+    return {
+        "cpu_s": time.process_time() - start,
+        "wall_s": time.perf_counter() - wall,
+        "updates": int(model.num_updates),
+        "steps": steps,
+    }
 
 
 def fsrl(env_id: str, steps: int, seed: int) -> dict:
@@ -61,13 +69,13 @@ def fsrl(env_id: str, steps: int, seed: int) -> dict:
     )  # fmt: skip
     train_envs = DummyVectorEnv([lambda: gym.make(env_id) for _ in range(cfg.training_num)])
     epochs = max(1, steps // cfg.step_per_epoch)
-    start = time.process_time()
+    start, wall = time.process_time(), time.perf_counter()
     agent.learn(
         train_envs, None, epoch=epochs, episode_per_collect=cfg.episode_per_collect,
         step_per_epoch=steps // epochs, update_per_step=cfg.update_per_step, buffer_size=cfg.buffer_size,
         batch_size=cfg.batch_size, save_ckpt=False, verbose=False, show_progress=False,
     )  # fmt: skip
-    return {"cpu_s": time.process_time() - start, "steps": steps}
+    return {"cpu_s": time.process_time() - start, "wall_s": time.perf_counter() - wall, "steps": steps}
 
 
 def _worker(kind: str, env_id: str, steps: int, seed: int) -> None:
@@ -77,7 +85,8 @@ def _worker(kind: str, env_id: str, steps: int, seed: int) -> None:
 
 def _run(python: str, kind: str, env_id: str, steps: int, seed: int) -> dict:
     argv = [python, __file__, "--worker", kind, env_id, "--steps", str(steps), "--seed", str(seed)]
-    proc = subprocess.run(argv, capture_output=True, text=True)
+    one_thread = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    proc = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **one_thread})
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"{kind} on {env_id} failed:\n{proc.stderr[-3000:]}")
@@ -92,14 +101,21 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    print(f"{args.steps} env steps per run, torch on 1 thread, CPU seconds in learn (a process each).\n")
+    print(
+        f"{args.steps} env steps per run, torch and BLAS on 1 thread, CPU (wall) seconds in learn "
+        "(a process each).\n"
+    )
     print("| env | this project's CVPO (recipe) CPU s | FSRL CVPO (defaults) CPU s | ratio | target |")
     print("|---|---|---|---|---|")
     for env_id in args.envs:
         a = _run(sys.executable, "ours", env_id, args.steps, args.seed)
         b = _run(args.fsrl_python, "fsrl", env_id, args.steps, args.seed)
         ratio = a["cpu_s"] / b["cpu_s"]
-        print(f"| {env_id} | {a['cpu_s']:.0f} | {b['cpu_s']:.0f} | {ratio:.1f}x | <= 2x |", flush=True)
+        print(
+            f"| {env_id} | {a['cpu_s']:.0f} ({a['wall_s']:.0f}) | {b['cpu_s']:.0f} ({b['wall_s']:.0f}) "
+            f"| {ratio:.1f}x | <= 2x |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -62,7 +62,8 @@ class EdgeGenEnv(gym.Env[np.ndarray, np.ndarray], Generic[ConfigT]):
         entity_layout: ``(features per entity, action values per entity)`` where the env is a set of
             like entities (devices): the observation starts with one block of features per entity
             (the rest is global) and the action is one block per entity, in the same order. Agents
-            with per-entity networks read it (CVPO's ``entity_dims="env"``); ``None`` otherwise.
+            with per-entity networks read it (CVPO's ``policy_kwargs={"entity_layout": "env"}``);
+            ``None`` otherwise.
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}  # noqa: RUF012 (gymnasium's name)

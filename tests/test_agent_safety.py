@@ -43,7 +43,9 @@ class CorruptAt(gym.Wrapper):
 def test_a_nan_stops_training_naming_the_env_step_and_field(algo, field, at_step, name):
     env = CorruptAt(gym.make("edgegen/FedDiffusion-v0"), field, at_step=at_step)
     if algo == "cvpo":  # updates start before the NaN arrives
-        model = CVPO(env, CVPOConfig(learning_starts=20, batch_size=16, updates_per_step=0.25), seed=0)
+        model = CVPO(
+            "MlpPolicy", env, CVPOConfig(learning_starts=20, batch_size=16, updates_per_step=0.25), seed=0
+        )
     else:
         model = PPOLagrangian("MlpPolicy", env, n_steps=32, batch_size=16, n_epochs=1, seed=0)
     with pytest.raises(NonFiniteTransitionError) as err:
@@ -64,7 +66,7 @@ def test_loading_a_checkpoint_into_the_wrong_algorithm_or_env_says_so(tmp_path):
     from edgegen.agents.checkpoints import CheckpointMismatchError
 
     fed, meg = gym.make("edgegen/FedDiffusion-v0"), gym.make("edgegen/MEG-v0")
-    cvpo = CVPO(fed, CVPOConfig(learning_starts=10, batch_size=8), seed=0)
+    cvpo = CVPO("MlpPolicy", fed, CVPOConfig(learning_starts=10, batch_size=8), seed=0)
     cvpo.save(tmp_path / "cvpo.zip")
     ppo = PPOLagrangian("MlpPolicy", fed, n_steps=32, batch_size=16, seed=0)
     ppo.save(tmp_path / "ppo.zip")

@@ -9,11 +9,12 @@ from toy_cmdp import ToyCMDP
 
 import edgegen  # noqa: F401  (registers the edgegen ids)
 from edgegen.agents import evaluate_policy_with_cost
+from edgegen.agents.cost_buffer import CostNStepReplayBuffer
 from edgegen.agents.cvpo import (
     CVPO,
     CVPOConfig,
-    NStepReplayBuffer,
     centre_cost_q,
+    cvpo_settings,
     decoupled_kl,
     estep_dual,
     q_threshold,
@@ -35,14 +36,14 @@ def test_infinite_horizon_threshold_is_the_limit_over_one_minus_gamma():
     assert q_threshold(0.05, 0.97, math.inf) == pytest.approx(0.05 / 0.03, rel=1e-12)
     env = gym.make("edgegen/MEG-v0")
     limits = env.unwrapped.cost_spec.limits_array
-    episodic = CVPO(env, CVPOConfig(gamma=0.97)).thresholds
-    infinite = CVPO(env, CVPOConfig(gamma=0.97, threshold_horizon="infinite")).thresholds
+    episodic = CVPO("MlpPolicy", env, CVPOConfig(gamma=0.97)).thresholds
+    infinite = CVPO("MlpPolicy", env, gamma=0.97, threshold_horizon="infinite").thresholds
     np.testing.assert_allclose(episodic, limits * (1 - 0.97**64) / 0.03, rtol=1e-12)  # T = 64 frames
     np.testing.assert_allclose(infinite, limits / 0.03, rtol=1e-12)
     with pytest.raises(ValueError, match="no max_episode_steps"):  # the episodic one needs T
-        CVPO(ToyCMDP())
-    assert CVPO(ToyCMDP(), CVPOConfig(threshold_horizon="infinite")).thresholds.shape == (1,)
-    fixed = CVPO(env, CVPOConfig(gamma=0.97, threshold_horizon=10)).thresholds
+        CVPO("MlpPolicy", ToyCMDP())
+    assert CVPO("MlpPolicy", ToyCMDP(), threshold_horizon="infinite").thresholds.shape == (1,)
+    fixed = CVPO("MlpPolicy", env, gamma=0.97, threshold_horizon=10).thresholds
     np.testing.assert_allclose(fixed, limits * (1 - 0.97**10) / 0.03, rtol=1e-12)
     with pytest.raises(ValueError, match=r"CVPOConfig\.threshold_horizon is out of range: 'forever'"):
         CVPOConfig(threshold_horizon="forever")
@@ -131,51 +132,96 @@ def test_decoupled_kl_by_hand():
     assert kl_std.item() == pytest.approx(np.log(0.5) + 2.0 - 0.5)
 
 
-def test_n_step_returns_stop_at_episode_ends_and_bootstrap_truncation():
-    buf = NStepReplayBuffer(10, 1, 1, 1, 1, seed=0)
-    # step 0, 1 (truncated), 2, 3 (terminated)
-    for t, (trunc, term) in enumerate([(0, 0), (1, 0), (0, 0), (0, 1)]):
-        buf.add(
-            np.array([[t]]),
-            np.array([[t + 1]]),
-            np.zeros((1, 1)),
-            np.array([1.0]),
-            np.array([[2.0]]),
-            np.array([float(term)]),
-            np.array([bool(trunc or term)]),
-        )
-    batch = buf.sample(200, n_step=3, gamma=0.5)
-    by_start = {
-        float(o[0]): (r, c[0], n[0], d)
+def _cost_buffer(capacity: int = 10) -> CostNStepReplayBuffer:
+    box = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+    return CostNStepReplayBuffer(capacity, box, box, "cpu", n_envs=1, n_steps=3, gamma=0.5, n_costs=1)
+
+
+def _add(buf: CostNStepReplayBuffer, t: int, trunc: bool = False, term: bool = False) -> None:
+    info = {"costs": np.array([2.0]), "TimeLimit.truncated": trunc}
+    buf.add(
+        np.array([[t]]),
+        np.array([[t + 1]]),
+        np.zeros((1, 1)),
+        np.array([1.0]),
+        np.array([trunc or term]),
+        [info],
+    )
+
+
+def _by_start(buf: CostNStepReplayBuffer) -> dict[float, tuple[float, float, float, float]]:
+    batch = buf.sample(200)
+    bootstrap = (batch.discounts * (1 - batch.dones)).squeeze(-1)
+    return {
+        float(o[0]): (float(r[0]), float(c[0]), float(n[0]), float(d))
         for o, r, c, n, d in zip(
-            batch["obs"], batch["reward"], batch["cost"], batch["next_obs"], batch["discount"], strict=True
+            batch.observations, batch.rewards, batch.costs, batch.next_observations, bootstrap, strict=True
         )
     }
+
+
+def test_n_step_returns_stop_at_episode_ends_and_bootstrap_truncation():
+    buf = _cost_buffer()
+    # step 0, 1 (truncated), 2, 3 (terminated); reward 1 and cost 2 every step
+    for t, (trunc, term) in enumerate([(0, 0), (1, 0), (0, 0), (0, 1)]):
+        _add(buf, t, bool(trunc), bool(term))
+    by_start = _by_start(buf)
     assert by_start[0.0] == pytest.approx((1.5, 3.0, 2.0, 0.25))  # stops at the truncation, bootstraps
     assert by_start[1.0] == pytest.approx((1.0, 2.0, 2.0, 0.5))
     assert by_start[2.0] == pytest.approx((1.5, 3.0, 4.0, 0.0))  # terminated: no bootstrap
     assert by_start[3.0] == pytest.approx((1.0, 2.0, 4.0, 0.0))
 
 
+def test_n_step_returns_stop_at_the_newest_step():
+    buf = _cost_buffer()
+    for t in range(2):  # an episode still running: the sum must not read the empty slot after step 1
+        _add(buf, t)
+    by_start = _by_start(buf)
+    assert by_start[0.0] == pytest.approx((1.5, 3.0, 2.0, 0.25))
+    assert by_start[1.0] == pytest.approx((1.0, 2.0, 2.0, 0.5))
+    buf = _cost_buffer(capacity=4)  # full and wrapped: the newest step is slot 1, the oldest slot 2
+    for t in range(6):
+        _add(buf, t)
+    by_start = _by_start(buf)
+    assert set(by_start) == {2.0, 3.0, 4.0, 5.0}
+    assert by_start[2.0] == pytest.approx((1.75, 3.5, 5.0, 0.125))  # the oldest: three whole steps
+    assert by_start[3.0] == pytest.approx((1.75, 3.5, 6.0, 0.125))  # slots 3, 0, 1: across the wrap
+    assert by_start[4.0] == pytest.approx((1.5, 3.0, 6.0, 0.25))  # slots 0, 1: cut at the newest
+    assert by_start[5.0] == pytest.approx((1.0, 2.0, 6.0, 0.5))
+
+
 def test_save_load_round_trip_gives_identical_actions(tmp_path):
     env = gym.make("edgegen/FedDiffusion-v0", num_rounds=5, max_episode_steps=5)
-    model = CVPO(env, CVPOConfig(learning_starts=20, batch_size=16, num_particles=4, hidden=(16,)), seed=0)
+    model = CVPO(
+        "MlpPolicy",
+        env,
+        learning_starts=20,
+        batch_size=16,
+        num_particles=4,
+        policy_kwargs={"net_arch": (16,)},
+        seed=0,
+    )
     model.learn(60)
     model.save(tmp_path / "cvpo")
     loaded = CVPO.load(tmp_path / "cvpo.zip")
     obs = np.random.default_rng(0).uniform(0, 1, (7, 31)).astype(np.float32)
-    np.testing.assert_array_equal(model.predict(obs)[0], loaded.predict(obs)[0])
+    np.testing.assert_array_equal(
+        model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0]
+    )
     np.testing.assert_array_equal(model.dual, loaded.dual)
     resumed = CVPO.load(tmp_path / "cvpo.zip", env=env)
-    resumed.learn(10)
+    resumed.learn(10, reset_num_timesteps=False)
     assert resumed.num_timesteps == model.num_timesteps + 10
+    assert resumed.num_updates == model.num_updates + 5  # 0.5 updates per step, learning has started
 
 
 def test_logs_through_sb3_logger(tmp_path):
     env = gym.make("edgegen/FedDiffusion-v0", num_rounds=5, max_episode_steps=5)
     model = CVPO(
+        "MlpPolicy",
         env,
-        CVPOConfig(learning_starts=10, batch_size=8, num_particles=4, hidden=(8,)),
+        CVPOConfig(learning_starts=10, batch_size=8, num_particles=4),
+        policy_kwargs={"net_arch": (8,)},
         seed=1,
         tensorboard_log=str(tmp_path),
     )
@@ -205,9 +251,11 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match=r"CVPOConfig\.gamma is out of range"):
         CVPOConfig(gamma=1.0)
     with pytest.raises(ValueError, match="needs a Box action space"):
-        CVPO(gym.make("CartPole-v1"))
+        CVPO("MlpPolicy", gym.make("CartPole-v1"))
     with pytest.raises(ValueError, match="no max_episode_steps"):
-        CVPO(ToyCMDP())
+        CVPO("MlpPolicy", ToyCMDP())
+    with pytest.raises(TypeError, match="num_particle"):
+        CVPO("MlpPolicy", ToyCMDP(), num_particle=4)
     with pytest.raises(ValueError, match="is not a CVPO checkpoint"):
         CVPO.load("nowhere.zip")
 
@@ -215,7 +263,11 @@ def test_bad_inputs():
 @pytest.mark.parametrize("env_id", [i for i in gym.registry if i.startswith("edgegen/")])
 def test_runs_on_every_registered_env(env_id):
     model = CVPO(
-        gym.make(env_id), CVPOConfig(learning_starts=16, batch_size=8, num_particles=4, hidden=(8,)), seed=2
+        "MlpPolicy",
+        gym.make(env_id),
+        CVPOConfig(learning_starts=16, batch_size=8, num_particles=4),
+        policy_kwargs={"net_arch": (8,)},
+        seed=2,
     )
     model.learn(48)
     assert model.num_updates > 0 and np.all(np.isfinite(model.dual))
@@ -226,7 +278,7 @@ def test_reaches_the_toy_constrained_optimum():
     th.set_num_threads(1)
     horizon = 100
     config = CVPOConfig(gamma=0.9, threshold_horizon=horizon, learning_starts=500, batch_size=128)
-    model = CVPO(ToyCMDP(horizon=horizon), config, seed=0)
+    model = CVPO("MlpPolicy", ToyCMDP(horizon=horizon), config, seed=0)
     model.learn(3_500)
     result = evaluate_policy_with_cost(model, ToyCMDP(horizon=horizon), n_episodes=2)
     cost = result.cost_per_step[:, 0].mean()
@@ -236,44 +288,50 @@ def test_reaches_the_toy_constrained_optimum():
 
 def test_entity_actor_is_shared_by_the_devices_and_survives_save_load(tmp_path):
     env = gym.make("edgegen/FedDiffusion-v0", num_rounds=5, max_episode_steps=5)
-    config = CVPOConfig(learning_starts=20, batch_size=16, num_particles=4, hidden=(16,), entity_dims=(3, 1))
-    model = CVPO(env, config, seed=0)
+    config = CVPOConfig(learning_starts=20, batch_size=16, num_particles=4)
+    model = CVPO("MlpPolicy", env, config, policy_kwargs={"net_arch": (16,), "entity_layout": (3, 1)}, seed=0)
     model.learn(60)
     obs = np.random.default_rng(0).uniform(0, 1, (5, 31)).astype(np.float32)
     perm = np.random.default_rng(1).permutation(10)
     permuted = obs.copy()
     permuted[:, :30] = obs[:, :30].reshape(5, 10, 3)[:, perm].reshape(5, 30)
-    action, action_permuted = model.predict(obs)[0], model.predict(permuted)[0]
+    action, action_permuted = (
+        model.predict(obs, deterministic=True)[0],
+        model.predict(permuted, deterministic=True)[0],
+    )
     np.testing.assert_allclose(action_permuted, action[:, perm], atol=1e-6)  # device k's action moves with it
     # one device's features alone set its action: changing device 0's leaves the others' unchanged
     changed = obs.copy()
     changed[:, :3] += 0.5
-    moved = model.predict(changed)[0]
+    moved = model.predict(changed, deterministic=True)[0]
     np.testing.assert_allclose(moved[:, 1:], action[:, 1:], atol=1e-6)
     assert np.abs(moved[:, 0] - action[:, 0]).max() > 1e-4
     model.save(tmp_path / "entity")
     loaded = CVPO.load(tmp_path / "entity.zip")
-    assert loaded.config.entity_dims == (3, 1)
-    np.testing.assert_array_equal(loaded.predict(obs)[0], action)
+    assert loaded.policy_kwargs["entity_layout"] == (3, 1)
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], action)
 
 
-def test_entity_dims_that_do_not_fit_the_spaces_raise():
+def test_entity_layouts_that_do_not_fit_the_spaces_raise():
     env = gym.make("edgegen/FedDiffusion-v0")  # 31 observations, 10 actions
-    with pytest.raises(ValueError, match=r"entity_dims=\(4, 1\) does not fit observations of 31"):
-        CVPO(env, CVPOConfig(entity_dims=(4, 1)))
-    with pytest.raises(ValueError, match=r"entity_dims=\(3, 3\) does not fit"):
-        CVPO(env, CVPOConfig(entity_dims=(3, 3)))
-    with pytest.raises(ValueError, match=r"CVPOConfig\.entity_dims is out of range"):
-        CVPOConfig(entity_dims=(0, 1))
+    with pytest.raises(ValueError, match=r"entity_layout=\(4, 1\) does not fit observations of 31"):
+        CVPO("MlpPolicy", env, policy_kwargs={"entity_layout": (4, 1)})
+    with pytest.raises(ValueError, match=r"entity_layout=\(3, 3\) does not fit"):
+        CVPO("MlpPolicy", env, policy_kwargs={"entity_layout": (3, 3)})
+    with pytest.raises(ValueError, match=r"policy_kwargs entity_layout is out of range"):
+        CVPO("MlpPolicy", env, policy_kwargs={"entity_layout": (0, 1)})
+    with pytest.raises(TypeError, match=r"unknown CVPO policy_kwargs \['hidden'\]"):
+        CVPO("MlpPolicy", env, policy_kwargs={"hidden": (8,)})
 
 
-def test_entity_dims_env_takes_the_layout_the_env_declares():
-    fed = CVPO(gym.make("edgegen/FedDiffusion-v0"), CVPOConfig(hidden=(8,), entity_dims="env"))
-    assert fed.config.entity_dims == (3, 1) and fed.actor.entities == 10
-    sflam = CVPO(gym.make("edgegen/SFLAM-v0", preset="small"), CVPOConfig(hidden=(8,), entity_dims="env"))
-    assert sflam.config.entity_dims == (2, 3) and sflam.actor.entities == 3
+def test_entity_layout_env_takes_the_layout_the_env_declares():
+    layout = {"net_arch": (8,), "entity_layout": "env"}
+    fed = CVPO("MlpPolicy", gym.make("edgegen/FedDiffusion-v0"), policy_kwargs=layout)
+    assert fed.policy_kwargs["entity_layout"] == (3, 1) and fed.policy.actor.entities == 10
+    sflam = CVPO("MlpPolicy", gym.make("edgegen/SFLAM-v0", preset="small"), policy_kwargs=layout)
+    assert sflam.policy_kwargs["entity_layout"] == (2, 3) and sflam.policy.actor.entities == 3
     with pytest.raises(ValueError, match="the env declares no entity_layout"):
-        CVPO(gym.make("edgegen/MEG-v0"), CVPOConfig(entity_dims="env"))
+        CVPO("MlpPolicy", gym.make("edgegen/MEG-v0"), policy_kwargs={"entity_layout": "env"})
 
 
 def test_settings_of_the_first_release_are_translated_or_refused_with_their_replacement():
@@ -285,6 +343,29 @@ def test_settings_of_the_first_release_are_translated_or_refused_with_their_repl
         CVPOConfig.from_dict({"normalize_costs": True})
     with pytest.raises(ValueError, match="policy_average was removed"):
         CVPOConfig.from_dict({"policy_average": 0.01})
+    # the network fields of a first-release CVPOConfig move into policy_kwargs under their new names
+    old_layout = {
+        "gamma": 0.5,
+        "hidden": [16],
+        "entity_dims": [3, 1],
+        "entity_critic_hidden": [8],
+        "min_std": 0.2,
+    }
+    config, policy_kwargs = cvpo_settings(old_layout)
+    assert config == CVPOConfig(gamma=0.5)
+    assert policy_kwargs == {
+        "net_arch": (16,),
+        "entity_layout": (3, 1),
+        "entity_critic_arch": (8,),
+        "min_std": 0.2,
+    }
+    # a flat key wins over the same key in policy_kwargs (a --algo-kwargs override over a recipe)
+    assert cvpo_settings({"policy_kwargs": {"min_std": 0.2, "net_arch": [4]}, "min_std": 0.3})[1] == {
+        "min_std": 0.3,
+        "net_arch": (4,),
+    }
+    with pytest.raises(TypeError, match="unknown CVPO policy_kwargs"):
+        cvpo_settings({"policy_kwargs": {"width": 3}})
 
 
 def test_a_recipe_env_wrapper_wraps_the_env_and_the_thresholds_use_its_limits():
@@ -293,7 +374,7 @@ def test_a_recipe_env_wrapper_wraps_the_env_and_the_thresholds_use_its_limits():
     model = CVPO.for_env(gym.make("edgegen/MEG-v0"))  # the MEG recipe normalises the costs
     assert model.cost_spec.limits == (1.0, 1.0)
     np.testing.assert_allclose(model.thresholds, 1.0 / (1 - 0.5), rtol=1e-12)  # infinite horizon, gamma 0.5
-    assert isinstance(model.env.envs[0], NormalizeCosts)
+    assert model.env.env_is_wrapped(NormalizeCosts) == [True]
     plain = CVPO.for_env(gym.make("edgegen/MEG-v0"), env_wrapper=None)
     assert plain.cost_spec.limits == (3.8, 650.0)
     with pytest.raises(ValueError, match="wraps its env in NormalizeCosts: pass a gymnasium env"):
@@ -302,15 +383,9 @@ def test_a_recipe_env_wrapper_wraps_the_env_and_the_thresholds_use_its_limits():
 
 def test_entity_critics_are_permutation_invariant_sums_over_devices(tmp_path):
     env = gym.make("edgegen/FedDiffusion-v0", num_rounds=5, max_episode_steps=5)
-    config = CVPOConfig(
-        learning_starts=20,
-        batch_size=16,
-        num_particles=4,
-        hidden=(16,),
-        entity_dims=(3, 1),
-        entity_critic_hidden=(8,),
-    )
-    model = CVPO(env, config, seed=0)
+    config = CVPOConfig(learning_starts=20, batch_size=16, num_particles=4)
+    layout = {"net_arch": (16,), "entity_layout": (3, 1), "entity_critic_arch": (8,)}
+    model = CVPO("MlpPolicy", env, config, policy_kwargs=layout, seed=0)
     model.learn(40)
     rng = np.random.default_rng(0)
     obs = th.as_tensor(rng.uniform(0, 1, (6, 31)), dtype=th.float32)
@@ -319,8 +394,8 @@ def test_entity_critics_are_permutation_invariant_sums_over_devices(tmp_path):
     obs_p, act_p = obs.clone(), act[:, perm]
     obs_p[:, :30] = obs[:, :30].reshape(6, 10, 3)[:, perm].reshape(6, 30)
     with th.no_grad():
-        q_r, q_c = model.critics(obs, act)
-        q_r_p, q_c_p = model.critics(obs_p, act_p)
+        q_r, q_c = model.policy.critics(obs, act)
+        q_r_p, q_c_p = model.policy.critics(obs_p, act_p)
         np.testing.assert_allclose(q_r_p.numpy(), q_r.numpy(), rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(q_c_p.numpy(), q_c.numpy(), rtol=1e-5, atol=1e-5)
         # additive: device 0's action moves Q by the same amount whatever the other devices do
@@ -329,35 +404,36 @@ def test_entity_critics_are_permutation_invariant_sums_over_devices(tmp_path):
         other[:, 1:] = th.as_tensor(rng.uniform(-1, 1, (6, 9)), dtype=th.float32)
         other_moved = other.clone()
         other_moved[:, 0] = -act[:, 0]
-        delta = model.critics(obs, moved)[0] - q_r
-        delta_other = model.critics(obs, other_moved)[0] - model.critics(obs, other)[0]
+        delta = model.policy.critics(obs, moved)[0] - q_r
+        delta_other = model.policy.critics(obs, other_moved)[0] - model.policy.critics(obs, other)[0]
         np.testing.assert_allclose(delta_other.numpy(), delta.numpy(), atol=1e-5)
         assert delta.abs().max() > 1e-4
     model.save(tmp_path / "entity_critic")
     loaded = CVPO.load(tmp_path / "entity_critic.zip")
-    assert loaded.config.entity_critic_hidden == (8,)
+    assert loaded.policy_kwargs["entity_critic_arch"] == (8,)
     with th.no_grad():
-        np.testing.assert_array_equal(loaded.critics(obs, act)[0].numpy(), q_r.numpy())
-    with pytest.raises(ValueError, match=r"CVPOConfig\.entity_critic_hidden needs entity_dims"):
-        CVPOConfig(entity_critic_hidden=(8,))
-    with pytest.raises(ValueError, match=r"CVPOConfig\.entity_critic_hidden is out of range"):
-        CVPOConfig(entity_dims=(3, 1), entity_critic_hidden=(0,))
+        np.testing.assert_array_equal(loaded.policy.critics(obs, act)[0].numpy(), q_r.numpy())
+    with pytest.raises(ValueError, match=r"entity_critic_arch needs entity_layout"):
+        CVPO("MlpPolicy", env, policy_kwargs={"entity_critic_arch": (8,)})
+    with pytest.raises(ValueError, match=r"policy_kwargs entity_critic_arch is out of range"):
+        CVPO("MlpPolicy", env, policy_kwargs={"entity_layout": (3, 1), "entity_critic_arch": (0,)})
 
 
-@pytest.mark.parametrize("entity_dims", [None, (3, 1)])
-def test_min_std_floors_the_policy_std_and_survives_save_load(tmp_path, entity_dims):
+@pytest.mark.parametrize("entity_layout", [None, (3, 1)])
+def test_min_std_floors_the_policy_std_and_survives_save_load(tmp_path, entity_layout):
     env = gym.make("edgegen/FedDiffusion-v0", num_rounds=5, max_episode_steps=5)
-    model = CVPO(env, CVPOConfig(hidden=(8,), min_std=0.3, entity_dims=entity_dims), seed=0)
+    layout = {"net_arch": (8,), "min_std": 0.3, "entity_layout": entity_layout}
+    model = CVPO("MlpPolicy", env, policy_kwargs=layout, seed=0)
     obs = th.zeros(4, 31)
     with th.no_grad():
-        model.actor.log_std.fill_(-5.0)  # a collapsed std is held at the floor
-        np.testing.assert_allclose(model.actor(obs)[1].numpy(), 0.3, rtol=1e-6)
-        model.actor.log_std.fill_(-1.0)  # above the floor it is the policy's own
-        np.testing.assert_allclose(model.actor(obs)[1].numpy(), np.exp(-1.0), rtol=1e-6)
+        model.policy.actor.log_std.fill_(-5.0)  # a collapsed std is held at the floor
+        np.testing.assert_allclose(model.policy.actor(obs)[1].numpy(), 0.3, rtol=1e-6)
+        model.policy.actor.log_std.fill_(-1.0)  # above the floor it is the policy's own
+        np.testing.assert_allclose(model.policy.actor(obs)[1].numpy(), np.exp(-1.0), rtol=1e-6)
     model.save(tmp_path / "floored")
     loaded = CVPO.load(tmp_path / "floored.zip")
     with th.no_grad():
-        loaded.actor.log_std.fill_(-5.0)
-        np.testing.assert_allclose(loaded.actor(obs)[1].numpy(), 0.3, rtol=1e-6)
-    with pytest.raises(ValueError, match=r"CVPOConfig\.min_std is out of range"):
-        CVPOConfig(min_std=0.0)
+        loaded.policy.actor.log_std.fill_(-5.0)
+        np.testing.assert_allclose(loaded.policy.actor(obs)[1].numpy(), 0.3, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"policy_kwargs min_std is out of range"):
+        CVPO("MlpPolicy", env, policy_kwargs={"min_std": 0.0})
