@@ -14,6 +14,11 @@ as Ray Tune trials (local Ray by default, an existing cluster with ``address``),
   model, its config and its learning curve. A job whose ``result.json`` exists is not run again, so an
   interrupted suite resumes where it stopped, and the oracle's evaluation (minutes on SFLAM-v0) is
   computed once per env config and evaluation block and reused.
+
+With ``tuning`` the same machinery chooses recipes: the training seeds must come from the protocol's
+tuning block and the evaluation episodes from its tuning block, and ``variants`` (a YAML file of named
+settings over each algorithm's recipe) trains every variant as a policy of its own
+(``<algo>+<variant>``), so one table ranks them. A recipe is never chosen on the reporting seeds.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ import numpy as np
 from edgegen.agents.protocol import (
     EVAL_SEED,
     TRAIN_SEEDS,
+    TUNING_EVAL_SEED,
+    TUNING_TRAIN_SEEDS,
     aggregate_gaps,
     cost_checks,
     gap_and_interval,
@@ -76,15 +83,44 @@ class SuiteArgs:
     """CPUs Ray reserves per trial"""
     run: bool = True
     """run the unfinished jobs (--no-run: only score the jobs already finished in --out)"""
+    tuning: bool = False
+    """choose recipes, not report: seeds from the protocol's tuning block (0-99) and evaluation
+    episodes from its tuning block (10000 on); the tables say so"""
+    variants: str | None = None
+    """YAML file mapping variant names to settings over each algorithm's recipe ({g05: {gamma: 0.5}});
+    each trains as the policy <algo>+<name>. Needs --tuning"""
+
+
+def eval_seed(args: SuiteArgs) -> int:
+    """The first evaluation episode's seed: the protocol's reporting block, or its tuning block."""
+    return TUNING_EVAL_SEED if args.tuning else EVAL_SEED
+
+
+def load_variants(path: str | None) -> list[tuple[str | None, dict[str, Any]]]:
+    """``[(name, settings), ...]`` from a variants file; ``[(None, {})]`` (the recipes) without one."""
+    if path is None:
+        return [(None, {})]
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"variants file {path}: cannot read it ({exc})") from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict | None) for v in data.values()):
+        raise ValueError(f"variants file {path} must map names to settings ({{name: {{key: value}}}})")
+    bad = [name for name in data if not str(name).replace("_", "").replace("-", "").isalnum()]
+    if bad:
+        raise ValueError(f"variants file {path}: names must be letters, digits, - and _, got {bad}")
+    return [(str(name), dict(settings or {})) for name, settings in data.items()]
 
 
 def _env_short(env_id: str) -> str:
     return env_id.split("/")[-1]
 
 
-def _oracle_key(env_id: str, env_kwargs: dict[str, Any], episodes: int) -> str:
+def _oracle_key(env_id: str, env_kwargs: dict[str, Any], episodes: int, seed: int = EVAL_SEED) -> str:
     """The oracle job's name: keyed by env config and evaluation block, shared by suites in ``out``."""
-    blob = json.dumps([env_id, env_kwargs, EVAL_SEED, episodes], sort_keys=True)
+    blob = json.dumps([env_id, env_kwargs, seed, episodes], sort_keys=True)
     return f"{_env_short(env_id)}__oracle__{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
 
 
@@ -100,26 +136,39 @@ def plan_jobs(args: SuiteArgs) -> list[dict[str, Any]]:
         raise ValueError(f"algos: unknown {unknown}; choose from {list(recipe_algos())}")
     if any(seed < 0 for seed in args.seeds):
         raise ValueError(f"seeds must be >= 0, got {args.seeds}")
+    if args.variants is not None and not args.tuning:
+        raise ValueError("variants are for choosing recipes: pass --tuning (and tuning seeds)")
+    outside = sorted(set(args.seeds) - set(TUNING_TRAIN_SEEDS))
+    if args.tuning and outside:
+        raise ValueError(
+            f"--tuning trains on the protocol's tuning seeds "
+            f"{TUNING_TRAIN_SEEDS[0]}-{TUNING_TRAIN_SEEDS[-1]} only; got {outside}"
+        )
+    variants = load_variants(args.variants)
     jobs = []
     for env_id in args.envs:
         headline(env_id)  # a ValueError now rather than after training
         for algo in args.algos:
-            for seed in args.seeds:
-                jobs.append(
-                    {
-                        "kind": "train",
-                        "env": env_id,
-                        "policy": algo,
-                        "seed": int(seed),
-                        "name": f"{_env_short(env_id)}__{algo}__{seed}",
-                        "timesteps": args.timesteps or headline(env_id).timesteps,
-                    }
-                )
+            for variant, settings in variants:
+                policy = algo if variant is None else f"{algo}+{variant}"
+                for seed in args.seeds:
+                    jobs.append(
+                        {
+                            "kind": "train",
+                            "env": env_id,
+                            "policy": policy,
+                            "algo": algo,
+                            "algo_kwargs": settings,
+                            "seed": int(seed),
+                            "name": f"{_env_short(env_id)}__{policy}__{seed}",
+                            "timesteps": args.timesteps or headline(env_id).timesteps,
+                        }
+                    )
         if args.baselines:
             names = (*BASELINES, *getattr(gym.make(env_id).unwrapped, "baseline_names", ()))
             for name in names:
                 job_name = (
-                    _oracle_key(env_id, {}, args.eval_episodes)
+                    _oracle_key(env_id, {}, args.eval_episodes, eval_seed(args))
                     if name == "oracle"
                     else f"{_env_short(env_id)}__{name}"
                 )
@@ -238,8 +287,9 @@ def run_job(
     if job["kind"] == "train":
         steps = int(job.get("timesteps") or args.timesteps or headline(job["env"]).timesteps)
         train_args = ta.TrainArgs(
-            env=job["env"], algo=job["policy"], timesteps=steps, seed=job["seed"],
-            n_envs=args.n_envs, progress_bar=False, logdir=str(folder),
+            env=job["env"], algo=job.get("algo", job["policy"]), timesteps=steps, seed=job["seed"],
+            algo_kwargs=job.get("algo_kwargs", {}), n_envs=args.n_envs, progress_bar=False,
+            logdir=str(folder),
         )  # fmt: skip
         model, _, merged, sources = ta.build_model(train_args)
         callback = _curve_callback(args.report_every, report)
@@ -263,9 +313,9 @@ def run_job(
             else BaselinePolicy(env, name)
         )
     result = evaluate_policy_with_cost(
-        policy, env, args.eval_episodes, seed=EVAL_SEED, metric_keys=(metric,), progress_bar=False
+        policy, env, args.eval_episodes, seed=eval_seed(args), metric_keys=(metric,), progress_bar=False
     )
-    out.update(_episode_numbers(result, metric), eval_seed=EVAL_SEED)
+    out.update(_episode_numbers(result, metric), eval_seed=eval_seed(args))
     tmp = done.with_suffix(".tmp")
     tmp.write_text(json.dumps(out))
     os.replace(tmp, done)  # a job is done only once its whole result is on disk
@@ -373,8 +423,14 @@ def leaderboard(rows: list[dict[str, Any]], command: str, info: dict[str, Any] |
     commit = info.get("commit")
     at = f" at commit {commit}{' (with uncommitted changes)' if info.get('dirty') else ''}" if commit else ""
     when = f" on {info['date']} ({info['machine']})" if "date" in info else ""
+    title = "# edgegen-gym leaderboard"
+    if info.get("tuning"):
+        title = (
+            "# edgegen-gym tuning runs (the protocol's tuning seeds and episodes: for choosing recipes, "
+            "not a leaderboard)"
+        )
     lines = [
-        "# edgegen-gym leaderboard",
+        title,
         "",
         f"Produced by `{command}`{at}{when}. Rules: docs/protocol.md. Gap: 0 at the oracle, larger is "
         "worse; a policy is feasible when the upper end of the 95 % interval of its mean cost per step is "
@@ -536,6 +592,7 @@ def write_outputs(results: list[dict[str, Any]], out: Path, command: str) -> lis
         writer.writerow(header)
         writer.writerows(table)
     info = provenance(command)
+    info["tuning"] = any(r.get("eval_seed") == TUNING_EVAL_SEED for r in results)
     (out / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")
     (out / "leaderboard.md").write_text(leaderboard(rows, command, info))
     _plots(rows, results, out)

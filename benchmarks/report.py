@@ -156,6 +156,10 @@ def publish(suite_out: Path) -> None:
     missing = [name for name in PUBLISHED if not (suite_out / name).is_file()]
     if missing:
         raise SystemExit(f"{suite_out} lacks {missing}: is it a finished suite's --out folder?")
+    if json.loads((suite_out / "run_info.json").read_text()).get("tuning"):
+        raise SystemExit(
+            f"{suite_out} holds tuning runs (--tuning): they choose recipes, never a leaderboard"
+        )
     LEADERBOARD.mkdir(parents=True, exist_ok=True)
     for path in [*(suite_out / name for name in PUBLISHED), *suite_out.glob("*.png")]:
         shutil.copy2(path, LEADERBOARD / path.name)

@@ -50,3 +50,32 @@ def test_baseline_jobs_have_no_budget_and_a_missing_result_is_not_finished(tmp_p
     assert not job_finished(tmp_path, baseline)
     (tmp_path / "jobs" / "MEG-v0__random" / "result.json").write_text("{}")
     assert job_finished(tmp_path, baseline)
+
+
+def test_tuning_plans_variants_on_tuning_seeds_and_evaluates_on_the_tuning_block(tmp_path):
+    from edgegen.agents.protocol import EVAL_SEED, TUNING_EVAL_SEED
+    from edgegen.agents.suite import eval_seed
+
+    variants = tmp_path / "variants.yml"
+    variants.write_text("g05: {gamma: 0.5}\nfast: {gamma: 0.5, n_steps: 128}\n")
+    args = SuiteArgs(
+        envs=["edgegen/MEG-v0"], algos=["ppo-lag"], seeds=[0, 1], tuning=True, variants=str(variants)
+    )
+    jobs = plan_jobs(args)
+    train = {j["name"]: j for j in jobs if j["kind"] == "train"}
+    assert set(train) == {f"MEG-v0__ppo-lag+{v}__{s}" for v in ("g05", "fast") for s in (0, 1)}
+    assert train["MEG-v0__ppo-lag+fast__1"]["algo_kwargs"] == {"gamma": 0.5, "n_steps": 128}
+    assert train["MEG-v0__ppo-lag+fast__1"]["algo"] == "ppo-lag"
+    assert eval_seed(args) == TUNING_EVAL_SEED and eval_seed(SuiteArgs()) == EVAL_SEED
+    # the oracle is evaluated on the tuning block under a name of its own
+    oracles = {j["name"] for j in jobs if j["policy"] == "oracle"}
+    reporting = {j["name"] for j in plan_jobs(SuiteArgs(envs=["edgegen/MEG-v0"])) if j["policy"] == "oracle"}
+    assert oracles.isdisjoint(reporting)
+    # reporting seeds cannot tune, and variants cannot report
+    with pytest.raises(ValueError, match=r"tuning seeds 0-99 only; got \[100\]"):
+        plan_jobs(SuiteArgs(seeds=[0, 100], tuning=True))
+    with pytest.raises(ValueError, match="variants are for choosing recipes: pass --tuning"):
+        plan_jobs(SuiteArgs(variants=str(variants)))
+    variants.write_text("bad name: {gamma: 0.5}\n")
+    with pytest.raises(ValueError, match="names must be letters"):
+        plan_jobs(args)
