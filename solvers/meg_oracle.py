@@ -23,6 +23,7 @@ duality); with time-sharing, the primal value reaches it up to round-off (LP dua
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -336,11 +337,11 @@ def solve_meg_oracle(
             return float(dual), float(n @ rewards[lines] / f), float(latency_avg), float(energy_avg)
         # Frame-dependent rewards: only each frame's Pareto-optimal actions can be an argmax. The score
         # is built in two preallocated buffers (this runs ~1,000 times per solve).
-        score, tmp = buffers
-        np.multiply(reduced["latency"], -a_l, out=score)
-        score += reduced["reward"]
+        score, tmp = buffers  # reward - a_e energy - a_l latency, in latency_over_limit's order
         np.multiply(reduced["energy"], a_e, out=tmp)
-        score -= tmp
+        np.subtract(reduced["reward"], tmp, out=tmp)
+        np.multiply(reduced["latency"], a_l, out=score)
+        np.subtract(tmp, score, out=score)
         flat = np.argmax(score, axis=-1)
         flat += row_offset
         dual = score.ravel()[flat].mean() + lam[0] + lam[1]
@@ -353,10 +354,31 @@ def solve_meg_oracle(
 
     last: dict[str, float | None] = {"lam_l": None}
 
+    def latency_over_limit(lam_e: float) -> Callable[[float], bool]:
+        """``lam_l -> `` whether the argmax policy at ``(lam_l, lam_e)`` is over the latency limit.
+
+        The same argmax as :func:`pure`; with frame-dependent rewards the energy part of the score is
+        computed once per ``lam_e`` and each call does one pass and reads only the latency (the
+        bisection calls it ~30 times per ``lam_e``).
+        """
+        if rewards.ndim == 1:
+            return lambda lam_l: pure((lam_l, lam_e))[2] > limits[0]
+        base = reduced["reward"] - (lam_e / limits[1]) * reduced["energy"]
+        score = buffers[0]
+
+        def over(lam_l: float) -> bool:
+            np.multiply(reduced["latency"], lam_l / limits[0], out=score)
+            np.subtract(base, score, out=score)
+            flat = np.argmax(score, axis=-1)
+            flat += row_offset
+            return bool(reduced["latency"].ravel()[flat].mean() > limits[0])
+
+        return over
+
     def best_latency_multiplier(lam_e: float) -> tuple[float, float]:
         """Bracket of the minimiser over lambda_L of the dual: where the average latency crosses L_max."""
         # warm start: the golden-section steps move lambda_E a little, and lambda_L with it
-        bracket = _bracket(lambda lam_l: pure((lam_l, lam_e))[2] > limits[0], guess=last["lam_l"])
+        bracket = _bracket(latency_over_limit(lam_e), guess=last["lam_l"])
         last["lam_l"] = bracket[1] if bracket[1] > 0 else None
         return bracket
 
