@@ -25,6 +25,7 @@ import platform
 import signal
 import sys
 import time
+import warnings
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -350,7 +351,9 @@ def _load_sb3_weights_only(checkpoint: Path, config: dict[str, Any]) -> BaseAlgo
             raise CLIError(f"checkpoint {checkpoint} has no policy.pth: is it a stable-baselines3 zip?")
         weights = archive.read("policy.pth")
     try:
-        state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # SB3 saves with pickle protocol 4; the restricted reader copes
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch's unpickler refuses anything but tensors and containers
         raise CLIError(
             f"checkpoint {checkpoint}: policy.pth holds more than tensors ({type(exc).__name__}); "
