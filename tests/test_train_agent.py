@@ -499,6 +499,12 @@ def test_recipes_are_data_applied_by_default_with_user_overrides_on_top(tmp_path
     assert config["algo_settings"]["env_wrapper"] == "edgegen.envs.cmdp.NormalizeCosts"
     assert config["algo_settings_source"]["min_std"] == "--algo-kwargs"
     assert config["algo_settings_source"]["gamma"] == "agents/hyperparams/cvpo.yml#edgegen/MEG-v0"
+    # the recipe's policy_kwargs are recorded key by key; the flat --algo-kwargs min_std wins over them
+    assert (
+        config["algo_settings_source"]["policy_kwargs.min_std"]
+        == "agents/hyperparams/cvpo.yml#edgegen/MEG-v0"
+    )
+    assert config["algo_settings"]["policy_kwargs"] == {"min_std": 0.15}
     model = CVPO.load(run / "model.zip")
     assert (
         model.config.gamma == 0.5
@@ -580,3 +586,16 @@ def test_train_in_code_returns_the_run_folder_the_model_and_its_evaluation(tmp_p
     assert result.evaluation == json.loads((result.run_dir / "evaluation.json").read_text())
     assert result.model.num_timesteps >= 512
     assert json.loads((result.run_dir / "config.json").read_text())["timesteps"] == 512
+
+
+def test_policy_kwargs_of_a_recipe_and_of_the_user_merge_key_by_key():
+    merged, sources = train_agent.recipe_settings(
+        "cvpo", "edgegen/FedDiffusion-v0", {"policy_kwargs": {"min_std": 0.3}, "gamma": 0.6}
+    )
+    assert merged["policy_kwargs"] == {"entity_layout": "env", "entity_critic_arch": [32, 32], "min_std": 0.3}
+    assert merged["gamma"] == 0.6 and sources["gamma"] == "--algo-kwargs"
+    assert sources["policy_kwargs.min_std"] == "--algo-kwargs"
+    assert sources["policy_kwargs.entity_layout"] == "agents/hyperparams/cvpo.yml#edgegen/FedDiffusion-v0"
+    assert "policy_kwargs" not in sources
+    config, policy_kwargs = train_agent.cvpo_settings(merged)
+    assert config.gamma == 0.6 and policy_kwargs["entity_critic_arch"] == (32, 32)
