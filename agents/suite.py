@@ -216,7 +216,7 @@ def _episode_numbers(result: Any, metric: str) -> dict[str, Any]:
 
 
 def _curve_callback(report_every: int, report: Any) -> Any:
-    """An SB3 callback (it also serves CVPO) that logs and reports the recent episodes every so often."""
+    """An SB3 callback that logs and reports the recent episodes (costs in the env's units) every so often."""
     from stable_baselines3.common.callbacks import BaseCallback
 
     class CurveCallback(BaseCallback):
@@ -230,7 +230,9 @@ def _curve_callback(report_every: int, report: Any) -> Any:
         def _on_step(self) -> bool:
             rewards = np.asarray(self.locals["rewards"], dtype=np.float64)
             dones = np.asarray(self.locals["dones"], dtype=bool)
-            costs = np.array([info["costs"] for info in self.locals["infos"]], dtype=np.float64)
+            # the env's own units, also under a recipe's NormalizeCosts (the plots draw the env's limits)
+            infos = self.locals["infos"]
+            costs = np.array([info.get("costs_raw", info["costs"]) for info in infos], dtype=np.float64)
             if not self._ep:
                 self._ep = {
                     "r": np.zeros(rewards.size),

@@ -79,3 +79,21 @@ def test_tuning_plans_variants_on_tuning_seeds_and_evaluates_on_the_tuning_block
     variants.write_text("bad name: {gamma: 0.5}\n")
     with pytest.raises(ValueError, match="names must be letters"):
         plan_jobs(args)
+
+
+def test_learning_curves_are_in_the_envs_units_under_a_recipes_normalize_costs():
+    import numpy as np
+
+    from edgegen.agents.suite import _curve_callback
+
+    reports = []
+    callback = _curve_callback(report_every=2, report=reports.append)
+    raw, limits = np.array([3.0, 500.0]), np.array([3.8, 650.0])  # MEG-v0's costs and limits
+    for step, done in ((1, False), (2, True)):
+        info = {"costs": raw / limits, "costs_raw": raw}  # what NormalizeCosts puts
+        callback.locals = {"rewards": np.array([1.0]), "dones": np.array([done]), "infos": [info]}
+        callback.num_timesteps = step
+        callback._on_step()
+    assert reports == [
+        {"timesteps": 2.0, "episode_reward": 2.0, "cost_per_step_0": 3.0, "cost_per_step_1": 500.0}
+    ]
