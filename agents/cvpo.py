@@ -46,7 +46,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from edgegen.agents.checkpoints import CheckpointMismatchError, check_env_fits, checkpoint_kind
-from edgegen.agents.cost_buffer import CostNStepReplayBuffer, CostReplayBufferSamples, costs_from_infos
+from edgegen.agents.cost_buffer import CostNStepReplayBuffer, CostReplayBufferSamples
 from edgegen.agents.finite import check_transition, env_label
 from edgegen.envs.cmdp import CostSpec, get_cost_spec
 
@@ -709,14 +709,15 @@ class CVPO(OffPolicyAlgorithm):
         dones: np.ndarray,
         infos: list[dict[str, Any]],
     ) -> None:
-        costs = costs_from_infos(infos, self.cost_spec.num_costs, "CVPO")
+        super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
+        # the buffer parsed this step's costs once; the check runs before any update can read them
+        costs = replay_buffer.costs[(replay_buffer.pos - 1) % replay_buffer.buffer_size]
         check_transition(self._env_label, self.num_timesteps, new_obs, reward, costs, infos)
         self._ep_cost_sums += costs
         self._ep_lengths += 1
         for i in np.flatnonzero(dones):
             self.ep_cost_buffer.append((self._ep_cost_sums[i].copy(), int(self._ep_lengths[i])))
             self._ep_cost_sums[i], self._ep_lengths[i] = 0.0, 0
-        super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
 
     def dump_logs(self) -> None:
         """SB3's log table plus each cost's episode sum and mean per step, and the multipliers."""
