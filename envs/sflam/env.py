@@ -27,7 +27,11 @@ except ImportError:  # numpy < 2
 __all__ = ["SFLAMEnv"]
 
 _MIN_POWER_SHARE = 1e-3
-_MIN_WEIGHT = 1e-9  # a zero weight would starve the device (it never finishes) and divide by zero
+# The bandwidth weight's floor bounds how much less bandwidth a device can get than one at a = 1:
+# a Gaussian policy's samples clipped at a = -1 then slow a device down by at most 1024x. (The first
+# release's floor, 1e-9, starved it: rounds of ~1e8 s that pinned every agent's multiplier.) The
+# oracle's shares are at most ~250x apart (200 rounds), well inside.
+_MIN_WEIGHT = 1.0 / 1024.0
 _OBS_CLIP = 10.0
 _EPISODES_PER_DRAW = 16
 _f64, _TRUE, _FALSE = np.float64, np.True_, np.False_
@@ -57,7 +61,7 @@ class SFLAMEnv(EdgeGenEnv[SFLAMConfig]):
     | Num | Action | Maps to |
     |-----|--------|---------|
     | 3n | bit-width of device n | ``bits_choices[floor(5 u)]`` of (2, 4, 8, 16, 32) |
-    | 3n + 1 | bandwidth weight | share ``beta_n = w_n / sum w``, ``w = max(u, 1e-9)`` |
+    | 3n + 1 | bandwidth weight | share ``beta_n = w_n / sum w``, ``w = max(u, 1/1024)`` |
     | 3n + 2 | power share | ``p_n = max(u, 0.001) p_max`` |
 
     ## Observation Space
@@ -162,7 +166,7 @@ class SFLAMEnv(EdgeGenEnv[SFLAMConfig]):
         self._action_shape = (3 * m,)
         self._ones = np.ones(m)
         # One affine map and one clip of the flat action give, per device, the bit index (floor of the
-        # first entry), the bandwidth weight in [1e-9, 1] and the power in W (flat: no broadcasting).
+        # first entry), the bandwidth weight in [1/1024, 1] and the power in W (flat: no broadcasting).
         n_bits, p_max = self._bits_choices.size, cfg.max_power_w
         self._action_scale = np.tile([n_bits / 2.0, 0.5, p_max / 2.0], m)
         self._action_low = np.tile([0.0, _MIN_WEIGHT, _MIN_POWER_SHARE * p_max], m)
@@ -304,7 +308,7 @@ class SFLAMEnv(EdgeGenEnv[SFLAMConfig]):
         """
         _clip(u, self._action_low, self._action_high, out=u)
         weight = u[..., 1::3]
-        inv = 1.0 / weight.dot(self._ones)  # weights >= 1e-9: the sum is > 0
+        inv = 1.0 / weight.dot(self._ones)  # weights >= 1/1024: the sum is > 0
         share = weight * (inv if u.ndim == 1 else inv[:, None])
         return u[..., 0::3].astype(np.intp), share, u[..., 2::3]
 

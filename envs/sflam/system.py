@@ -118,7 +118,8 @@ def round_outcome(
 ) -> RoundOutcome:
     """Evaluate one round: ``gain`` is each device's gain on its matched block, the rest its decisions.
 
-    Shares must be > 0 (a device with no bandwidth never finishes; the env floors shares at 1e-9).
+    Shares must be > 0 (a device with no bandwidth never finishes; the env floors weights at 1/1024
+    of the largest).
     """
     upload = upload_bits(config, bits) / uplink_rate_bps(config, share, power_w, gain)
     latency = fixed_s + upload
