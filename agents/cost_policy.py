@@ -1,4 +1,7 @@
-"""Actor-critic policy with one extra value head per constraint cost (for PPO-Lagrangian)."""
+"""Actor-critic policy with one extra value head per constraint cost (for PPO-Lagrangian).
+
+With ``entity_layout`` its actor is one MLP shared by every device (``agents.entities``).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,10 @@ from typing import Any, cast
 
 import torch as th
 from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
+
+from edgegen.agents.entities import EntityActionHead, EntityMlpExtractor, entity_count
 
 __all__ = ["CostActorCriticPolicy"]
 
@@ -17,25 +23,57 @@ class CostActorCriticPolicy(ActorCriticPolicy):
     Args:
         *args: as ``ActorCriticPolicy``.
         n_costs: number of constraint costs (one value head each).
+        entity_layout: ``(features, actions)`` per device: the actor's mean is then one MLP (``net_arch``'s
+            ``pi`` layers) applied to every device's features plus the global ones, and one linear
+            layer shared by the devices maps its latent to the device's actions; the critics stay MLPs of
+            the whole observation. ``"env"`` is resolved by the algorithm (the env's declared layout).
+            ``None`` (default): SB3's MLP actor.
         **kwargs: as ``ActorCriticPolicy``.
     """
 
-    def __init__(self, *args: Any, n_costs: int = 1, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, n_costs: int = 1, entity_layout: tuple[int, int] | None = None, **kwargs: Any
+    ) -> None:
         if n_costs < 1:
             raise ValueError(f"n_costs must be >= 1, got {n_costs}")
+        if entity_layout == "env":
+            raise ValueError(
+                'entity_layout="env" is resolved by the algorithm (PPOLagrangian); pass (features, actions)'
+            )
         self.n_costs = n_costs
+        self.entity_layout = None if entity_layout is None else (int(entity_layout[0]), int(entity_layout[1]))
         super().__init__(*args, **kwargs)
 
     def _build_mlp_extractor(self) -> None:
         # Built here so that the parent's _build includes the heads in the optimizer.
-        super()._build_mlp_extractor()
+        if self.entity_layout is None:
+            super()._build_mlp_extractor()
+        else:
+            obs_dim = int(self.features_dim)
+            act_dim = int(self.action_space.shape[0])  # type: ignore[index]
+            self._entities = entity_count(obs_dim, act_dim, self.entity_layout)
+            self.mlp_extractor = EntityMlpExtractor(  # type: ignore[assignment]
+                obs_dim, self._entities, self.entity_layout[0], self.net_arch, self.activation_fn
+            )
         self.cost_value_net = nn.Linear(self.mlp_extractor.latent_dim_vf, self.n_costs)
         if self.ortho_init:
             self.cost_value_net.apply(lambda m: self.init_weights(m, gain=1.0))
 
+    def _build(self, lr_schedule: Schedule) -> None:
+        super()._build(lr_schedule)
+        if self.entity_layout is None:
+            return
+        # SB3 built one linear layer from all devices' latents to all actions; share one per device.
+        width = self.mlp_extractor.latent_dim_pi // self._entities
+        self.action_net = EntityActionHead(self._entities, width, self.entity_layout[1])
+        if self.ortho_init:
+            self.action_net.apply(lambda m: self.init_weights(m, gain=0.01))
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
+
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data["n_costs"] = self.n_costs
+        data["entity_layout"] = self.entity_layout
         return data
 
     def _critic_latent(self, obs: th.Tensor) -> th.Tensor:

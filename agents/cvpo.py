@@ -47,6 +47,7 @@ from torch.nn import functional as F
 
 from edgegen.agents.checkpoints import CheckpointMismatchError, check_env_fits, checkpoint_kind
 from edgegen.agents.cost_buffer import CostNStepReplayBuffer, CostReplayBufferSamples
+from edgegen.agents.entities import entity_count, entity_inputs, resolve_entity_layout
 from edgegen.agents.finite import check_transition, env_label
 from edgegen.envs.cmdp import CostSpec, get_cost_spec
 
@@ -269,14 +270,8 @@ class EntityGaussianActor(GaussianActor):
         entity_layout: tuple[int, int],
     ) -> None:
         entity_obs, entity_act = entity_layout
-        self.entities = act_dim // entity_act
+        self.entities = entity_count(obs_dim, act_dim, entity_layout)
         self.entity_obs, self.global_obs = entity_obs, obs_dim - self.entities * entity_obs
-        if act_dim % entity_act or self.entities < 1 or self.global_obs < 0:
-            raise ValueError(
-                f"policy_kwargs entity_layout={tuple(entity_layout)} does not fit observations of {obs_dim} "
-                f"and actions of {act_dim} values: the actions must be whole entities of {entity_act}, and "
-                f"the observation at least {entity_obs} features per entity"
-            )
         super().__init__(entity_obs + self.global_obs, entity_act, hidden, log_std_init, min_std)
 
     def forward(self, obs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
@@ -285,14 +280,6 @@ class EntityGaussianActor(GaussianActor):
         mean = th.tanh(self.mean_net(entity_inputs(obs, self.entities, self.entity_obs))).reshape(*lead, -1)
         std = self.log_std.clamp(self.min_log_std, 2.0).exp().repeat(self.entities).expand_as(mean)
         return mean, std
-
-
-def entity_inputs(obs: th.Tensor, entities: int, entity_obs: int) -> th.Tensor:
-    """``(..., entities, entity_obs + global)``: each entity's features followed by the global ones."""
-    lead, split = obs.shape[:-1], entities * entity_obs
-    per_entity = obs[..., :split].reshape(*lead, entities, entity_obs)
-    shared = obs[..., split:].unsqueeze(-2).expand(*lead, entities, obs.shape[-1] - split)
-    return th.cat([per_entity, shared], dim=-1)
 
 
 class HeadStack(nn.Module):
@@ -635,8 +622,7 @@ class CVPO(OffPolicyAlgorithm):
         if self.env is not None:  # load() builds without one and restores what follows from the file
             spec = get_cost_spec(self.env)
             self.cost_spec: CostSpec = spec if cost_limits is None else spec.with_limits(cost_limits)
-            if policy_kwargs.get("entity_layout") == "env":
-                self.policy_kwargs["entity_layout"] = _entity_layout(self.env)
+            resolve_entity_layout(self.policy_kwargs, self.env, "CVPO")
             setting = cfg.threshold_horizon
             horizon = (
                 math.inf
@@ -934,17 +920,3 @@ def _episode_length(env: VecEnv) -> int:
             "the env has no max_episode_steps: pass CVPOConfig(threshold_horizon=T) for the Q threshold"
         )
     return int(horizon)
-
-
-def _entity_layout(env: VecEnv) -> tuple[int, int]:
-    """The entity layout the (first sub-)env declares, for ``policy_kwargs={"entity_layout": "env"}``."""
-    try:
-        layout = env.get_attr("entity_layout")[0]
-    except AttributeError:
-        layout = None
-    if layout is None:
-        raise ValueError(
-            'CVPO policy_kwargs entity_layout="env": the env declares no entity_layout; give (features, '
-            "actions) per entity or None"
-        )
-    return (int(layout[0]), int(layout[1]))

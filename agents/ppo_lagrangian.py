@@ -32,6 +32,7 @@ from torch.nn import functional as F
 from edgegen.agents.checkpoints import CheckpointMismatchError, check_env_fits, checkpoint_kind
 from edgegen.agents.cost_buffer import CostRolloutBuffer, costs_from_infos
 from edgegen.agents.cost_policy import CostActorCriticPolicy
+from edgegen.agents.entities import resolve_entity_layout
 from edgegen.agents.finite import check_transition, env_label
 from edgegen.envs.cmdp import CostSpec, get_cost_spec
 
@@ -121,6 +122,7 @@ class PPOLagrangian(PPO):
             self._pid_integral = np.zeros(n_costs)
             self._previous_cost = np.full(n_costs, np.nan)
             policy_kwargs = {**(kwargs.pop("policy_kwargs", None) or {}), "n_costs": n_costs}
+            resolve_entity_layout(policy_kwargs, env, "PPOLagrangian")
             buffer_kwargs = {
                 **(kwargs.pop("rollout_buffer_kwargs", None) or {}),
                 "n_costs": n_costs,

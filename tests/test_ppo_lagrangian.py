@@ -134,6 +134,62 @@ def test_save_load_round_trip(tmp_path):
     loaded.learn(50)  # a loaded model keeps training
 
 
+def test_entity_actor_is_shared_by_the_devices_and_survives_save_load(tmp_path):
+    env = gym.make("edgegen/SFLAM-v0", num_rounds=5, max_episode_steps=5)  # 10 devices x (2 obs, 3 actions)
+    model = PPOLagrangian(
+        "MlpPolicy",
+        env,
+        n_steps=32,
+        batch_size=32,
+        seed=0,
+        policy_kwargs={"entity_layout": "env", "net_arch": [16]},
+    )
+    assert model.policy.entity_layout == (2, 3)
+    model.learn(64)
+    obs = np.random.default_rng(0).uniform(0, 1, (4, 21)).astype(np.float32)
+    perm = np.random.default_rng(1).permutation(10)
+    permuted = obs.copy()
+    permuted[:, :20] = obs[:, :20].reshape(4, 10, 2)[:, perm].reshape(4, 20)
+    action = model.predict(obs, deterministic=True)[0]
+    # device k's three actions move with its features
+    np.testing.assert_allclose(
+        model.predict(permuted, deterministic=True)[0].reshape(4, 10, 3),
+        action.reshape(4, 10, 3)[:, perm],
+        atol=1e-6,
+    )
+    changed = obs.copy()
+    changed[:, :2] += 0.5  # device 0's features alone set its actions
+    moved = model.predict(changed, deterministic=True)[0]
+    np.testing.assert_allclose(moved[:, 3:], action[:, 3:], atol=1e-6)
+    assert np.abs(moved[:, :3] - action[:, :3]).max() > 1e-5
+    # one rule for every device: the actor's size does not depend on how many devices there are
+    small = PPOLagrangian(
+        "MlpPolicy",
+        gym.make("edgegen/SFLAM-v0", preset="small"),
+        policy_kwargs={"entity_layout": "env", "net_arch": [16]},
+    )
+
+    def actor_size(m):
+        return sum(
+            p.numel() for n, p in m.policy.named_parameters() if "policy_net" in n or "action_net" in n
+        )
+
+    assert actor_size(small) == actor_size(model) == (2 + 1) * 16 + 16 + 16 * 3 + 3
+    model.save(tmp_path / "entity")
+    loaded = PPOLagrangian.load(tmp_path / "entity.zip")
+    assert loaded.policy.entity_layout == (2, 3)
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], action)
+
+
+def test_entity_layouts_that_do_not_fit_or_are_missing_raise():
+    with pytest.raises(ValueError, match=r"entity_layout=\(4, 3\) does not fit observations of 21"):
+        PPOLagrangian("MlpPolicy", gym.make("edgegen/SFLAM-v0"), policy_kwargs={"entity_layout": (4, 3)})
+    with pytest.raises(
+        ValueError, match='PPOLagrangian policy_kwargs entity_layout="env": the env declares no'
+    ):
+        PPOLagrangian("MlpPolicy", gym.make("edgegen/MEG-v0"), policy_kwargs={"entity_layout": "env"})
+
+
 def test_bad_arguments():
     env = make_vec_env(ToyCMDP, n_envs=1)
     with pytest.raises(ValueError, match="lagrangian must be 'gradient' or 'pid'"):
