@@ -130,13 +130,24 @@ def main() -> None:
         "\n| scheme - 32-bit | Frechet distance difference (95 % CI) | held-out loss difference (95 % CI) |"
     )
     print("|---|---|---|")
+    verdicts = []
     for scheme in SCHEMES[1:]:
         cells = []
         for key in ("frechet_distance", "heldout_loss"):
             diff = np.array([results[s][scheme][key] - results[s][SCHEMES[0]][key] for s in args.seeds])
             half = stats.t.ppf(0.975, diff.size - 1) * diff.std(ddof=1) / np.sqrt(diff.size)
             cells.append(f"{diff.mean():+.4g} [{diff.mean() - half:+.4g}, {diff.mean() + half:+.4g}]")
+            # "Same quality" is an equivalence claim: it holds at a margin only if the whole interval
+            # lies inside it. Reported as the smallest margin (in % of 32-bit's mean) the data support.
+            base = np.mean([results[s][SCHEMES[0]][key] for s in args.seeds])
+            margin = 100.0 * max(abs(diff.mean() - half), abs(diff.mean() + half)) / abs(base)
+            verdicts.append(
+                f"- {scheme}, {key}: equal to 32-bit within {margin:.1f} % "
+                f"({'shown at a 5 % margin' if margin <= 5.0 else 'equal quality not shown at a 5 % margin'})"
+            )
         print(f"| {scheme} | {cells[0]} | {cells[1]} |")
+    print("\nEquivalence (95 % interval of the paired difference inside +- margin of the 32-bit mean):")
+    print("\n".join(verdicts))
     OUT.mkdir(exist_ok=True)
     (OUT / "fed_ddpm_quantization.json").write_text(json.dumps(results, indent=2))
     plot(results, OUT / "fed_ddpm_quantization.png")
