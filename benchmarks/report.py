@@ -113,6 +113,10 @@ def build() -> str:
         out += ["## Leaderboard", ""]
         if info:
             out += [f"Produced by {_provenance(info)}.", ""]
+        # A leaderboard assembled from jobs of several runs says where each came from (PROVENANCE.md
+        # in the suite folder, written by whoever assembled it, published with it); included as is.
+        if (LEADERBOARD / "PROVENANCE.md").is_file():
+            out += [*(LEADERBOARD / "PROVENANCE.md").read_text().strip().splitlines(), ""]
         # the suite's own title and provenance paragraph are replaced by the lines above
         body = board[3:] if board and board[0].startswith("# ") else board
         while body and not body[0].strip():
@@ -163,6 +167,12 @@ def publish(suite_out: Path) -> None:
     LEADERBOARD.mkdir(parents=True, exist_ok=True)
     for path in [*(suite_out / name for name in PUBLISHED), *suite_out.glob("*.png")]:
         shutil.copy2(path, LEADERBOARD / path.name)
+    # An assembled suite folder carries PROVENANCE.md; a plain run must not inherit an older one.
+    provenance = suite_out / "PROVENANCE.md"
+    if provenance.is_file():
+        shutil.copy2(provenance, LEADERBOARD / provenance.name)
+    else:
+        (LEADERBOARD / provenance.name).unlink(missing_ok=True)
 
 
 def main() -> int:

@@ -56,3 +56,42 @@ def test_harness_records_what_was_printed_with_its_command(tmp_path, monkeypatch
     except KeyboardInterrupt:
         pass
     assert json.loads((tmp_path / "demo.json").read_text())["markdown"] == "| a | b |"
+
+
+def test_an_assembled_leaderboard_states_where_its_jobs_came_from(tmp_path, monkeypatch):
+    report = _load("report")
+    board = tmp_path / "leaderboard"
+    board.mkdir()
+    (board / "leaderboard.md").write_text(
+        "# edgegen-gym leaderboard\n\nProduced by x.\n\n## edgegen/X\n\n| a |\n"
+    )
+    (board / "results.json").write_text("[]")
+    monkeypatch.setattr(report, "LEADERBOARD", board)
+    monkeypatch.setattr(report, "SECTIONS", [])
+    text = report.build()
+    assert "### edgegen/X" in text and "Jobs from" not in text
+    (board / "PROVENANCE.md").write_text("Jobs from three runs: CVPO rows from commit abc.\n")
+    text = report.build()
+    # after the leaderboard's heading, before its tables
+    assert text.index("## Leaderboard") < text.index("Jobs from three runs: CVPO rows from commit abc.")
+    assert text.index("Jobs from three runs") < text.index("### edgegen/X")
+
+
+def test_publishing_carries_provenance_and_never_keeps_a_stale_one(tmp_path, monkeypatch):
+    report = _load("report")
+    board = tmp_path / "leaderboard"
+    monkeypatch.setattr(report, "LEADERBOARD", board)
+
+    def suite(name, provenance):
+        out = tmp_path / name
+        out.mkdir()
+        for published in report.PUBLISHED:
+            (out / published).write_text("{}" if published.endswith(".json") else name)
+        if provenance:
+            (out / "PROVENANCE.md").write_text(provenance)
+        return out
+
+    report.publish(suite("assembled", "jobs from two runs"))
+    assert (board / "PROVENANCE.md").read_text() == "jobs from two runs"
+    report.publish(suite("plain", None))
+    assert not (board / "PROVENANCE.md").exists() and (board / "leaderboard.md").read_text() == "plain"
