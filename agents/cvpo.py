@@ -166,30 +166,39 @@ class CVPOConfig:
 
     def __post_init__(self) -> None:
         """Validate the fields."""
+        # name: (ok, the allowed range in words)
         checks = {
-            "gamma": 0 < self.gamma < 1,
-            "n_step": self.n_step >= 1,
-            "actor_lr": self.actor_lr > 0,
-            "critic_lr": self.critic_lr > 0,
-            "tau": 0 < self.tau <= 1,
-            "batch_size": self.batch_size >= 2,
-            "num_particles": self.num_particles >= 2,
-            "estep_kl": self.estep_kl > 0,
-            "estep_dual_max": self.estep_dual_max > 0,
-            "mstep_kl_mean": self.mstep_kl_mean > 0,
-            "mstep_kl_std": self.mstep_kl_std > 0,
-            "mstep_iterations": self.mstep_iterations >= 1,
-            "buffer_size": self.buffer_size >= self.n_step,
-            "learning_starts": self.learning_starts >= 0,
-            "updates_per_step": self.updates_per_step > 0,
-            "max_grad_norm": self.max_grad_norm > 0,
-            "threshold_horizon": self.threshold_horizon in ("episode", "infinite")
-            or (isinstance(self.threshold_horizon, int) and self.threshold_horizon >= 1),
-            "cost_value_baseline": self.cost_value_baseline is None or 0 < self.cost_value_baseline <= 1,
+            "gamma": (0 < self.gamma < 1, "in (0, 1)"),
+            "n_step": (self.n_step >= 1, ">= 1"),
+            "actor_lr": (self.actor_lr > 0, "> 0"),
+            "critic_lr": (self.critic_lr > 0, "> 0"),
+            "tau": (0 < self.tau <= 1, "in (0, 1]"),
+            "batch_size": (self.batch_size >= 2, ">= 2"),
+            "num_particles": (self.num_particles >= 2, ">= 2"),
+            "estep_kl": (self.estep_kl > 0, "> 0"),
+            "estep_dual_max": (self.estep_dual_max > 0, "> 0"),
+            "mstep_kl_mean": (self.mstep_kl_mean > 0, "> 0"),
+            "mstep_kl_std": (self.mstep_kl_std > 0, "> 0"),
+            "mstep_iterations": (self.mstep_iterations >= 1, ">= 1"),
+            "buffer_size": (self.buffer_size >= self.n_step, f">= n_step ({self.n_step})"),
+            "learning_starts": (self.learning_starts >= 0, ">= 0"),
+            "updates_per_step": (self.updates_per_step > 0, "> 0"),
+            "max_grad_norm": (self.max_grad_norm > 0, "> 0"),
+            "threshold_horizon": (
+                self.threshold_horizon in ("episode", "infinite")
+                or (isinstance(self.threshold_horizon, int) and self.threshold_horizon >= 1),
+                "'episode', 'infinite' or an integer >= 1",
+            ),
+            "cost_value_baseline": (
+                self.cost_value_baseline is None or 0 < self.cost_value_baseline <= 1,
+                "None or in (0, 1]",
+            ),
         }
-        for name, ok in checks.items():
+        for name, (ok, allowed) in checks.items():
             if not ok:
-                raise ValueError(f"CVPOConfig.{name} is out of range: {getattr(self, name)!r}")
+                raise ValueError(
+                    f"CVPOConfig.{name} is out of range: {getattr(self, name)!r} (allowed: {allowed})"
+                )
 
 
 # Network settings that live in ``policy_kwargs``, under their names of edgegen-gym 0.1 (flat in a
@@ -351,22 +360,35 @@ def check_policy_kwargs(policy_kwargs: dict[str, Any]) -> None:
     get = policy_kwargs.get
     arch, layout, critic = get("net_arch", (1,)), get("entity_layout"), get("entity_critic_arch")
     min_std = get("min_std")
+    # name: (ok, the allowed values in words)
     checks = {
-        "net_arch": isinstance(arch, tuple | list) and all(isinstance(w, int) and w >= 1 for w in arch),
-        "entity_layout": layout in (None, "env")
-        or (
-            isinstance(layout, tuple | list)
-            and len(layout) == 2
-            and all(isinstance(d, int) and d >= 1 for d in layout)
+        "net_arch": (
+            isinstance(arch, tuple | list) and all(isinstance(w, int) and w >= 1 for w in arch),
+            "a list of layer widths >= 1",
         ),
-        "entity_critic_arch": critic is None
-        or (isinstance(critic, tuple | list) and all(isinstance(w, int) and w >= 1 for w in critic)),
-        "log_std_init": isinstance(get("log_std_init", 0.0), int | float),
-        "min_std": min_std is None or (isinstance(min_std, int | float) and 0 < min_std < 1),
+        "entity_layout": (
+            layout in (None, "env")
+            or (
+                isinstance(layout, tuple | list)
+                and len(layout) == 2
+                and all(isinstance(d, int) and d >= 1 for d in layout)
+            ),
+            "None, 'env' or (features, actions) per entity, both >= 1",
+        ),
+        "entity_critic_arch": (
+            critic is None
+            or (isinstance(critic, tuple | list) and all(isinstance(w, int) and w >= 1 for w in critic)),
+            "None or a list of layer widths >= 1",
+        ),
+        "log_std_init": (isinstance(get("log_std_init", 0.0), int | float), "a number"),
+        "min_std": (
+            min_std is None or (isinstance(min_std, int | float) and 0 < min_std < 1),
+            "None or in (0, 1)",
+        ),
     }
-    for name, ok in checks.items():
+    for name, (ok, allowed) in checks.items():
         if not ok:
-            raise ValueError(f"CVPO policy_kwargs {name} is out of range: {get(name)!r}")
+            raise ValueError(f"CVPO policy_kwargs {name} is out of range: {get(name)!r} (allowed: {allowed})")
     if critic is not None and layout is None:
         raise ValueError(
             "CVPO policy_kwargs entity_critic_arch needs entity_layout (the entities to sum over)"

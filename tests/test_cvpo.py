@@ -248,7 +248,7 @@ def test_logs_through_sb3_logger(tmp_path):
 
 
 def test_bad_inputs():
-    with pytest.raises(ValueError, match=r"CVPOConfig\.gamma is out of range"):
+    with pytest.raises(ValueError, match=r"CVPOConfig\.gamma is out of range: 1\.0 \(allowed: in \(0, 1\)\)"):
         CVPOConfig(gamma=1.0)
     with pytest.raises(ValueError, match="needs a Box action space"):
         CVPO("MlpPolicy", gym.make("CartPole-v1"))
@@ -435,5 +435,7 @@ def test_min_std_floors_the_policy_std_and_survives_save_load(tmp_path, entity_l
     with th.no_grad():
         loaded.policy.actor.log_std.fill_(-5.0)
         np.testing.assert_allclose(loaded.policy.actor(obs)[1].numpy(), 0.3, rtol=1e-6)
-    with pytest.raises(ValueError, match=r"policy_kwargs min_std is out of range"):
+    with pytest.raises(
+        ValueError, match=r"policy_kwargs min_std is out of range: .* \(allowed: None or in \(0, 1\)\)"
+    ):
         CVPO("MlpPolicy", env, policy_kwargs={"min_std": 0.0})
