@@ -15,6 +15,7 @@ from typing import Any
 
 import gymnasium as gym
 import torch as th
+from stable_baselines3.common.torch_layers import create_mlp
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
@@ -63,14 +64,6 @@ def env_entity_layout(env: gym.Env | VecEnv, algo: str) -> tuple[int, int]:
     return (int(layout[0]), int(layout[1]))
 
 
-def _mlp_body(n_in: int, hidden: Sequence[int], activation_fn: type[nn.Module]) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for width in hidden:
-        layers += [nn.Linear(n_in, width), activation_fn()]
-        n_in = width
-    return nn.Sequential(*layers)
-
-
 class EntityMlpExtractor(nn.Module):
     """SB3 ``mlp_extractor`` whose actor latent is one MLP per entity (shared weights), flattened.
 
@@ -96,8 +89,9 @@ class EntityMlpExtractor(nn.Module):
             raise ValueError("an entity policy needs at least one hidden layer in net_arch's pi")
         self.entities, self.entity_obs = entities, entity_obs
         global_obs = feature_dim - entities * entity_obs
-        self.policy_net = _mlp_body(entity_obs + global_obs, pi_arch, activation_fn)
-        self.value_net = _mlp_body(feature_dim, vf_arch, activation_fn)
+        # SB3's own MLP builder (hidden layers only: output_dim -1), as its MlpExtractor builds them
+        self.policy_net = nn.Sequential(*create_mlp(entity_obs + global_obs, -1, pi_arch, activation_fn))
+        self.value_net = nn.Sequential(*create_mlp(feature_dim, -1, vf_arch, activation_fn))
         self.latent_dim_pi = entities * pi_arch[-1]
         self.latent_dim_vf = vf_arch[-1] if vf_arch else feature_dim
 
