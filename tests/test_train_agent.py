@@ -506,7 +506,7 @@ def test_recipes_are_data_applied_by_default_with_user_overrides_on_top(tmp_path
         config["algo_settings_source"]["policy_kwargs.min_std"]
         == "agents/hyperparams/cvpo.yml#edgegen/MEG-v0"
     )
-    assert config["algo_settings"]["policy_kwargs"] == {"min_std": 0.15}
+    assert config["algo_settings"]["policy_kwargs"] == {"min_std": 0.1}
     model = CVPO.load(run / "model.zip")
     assert (
         model.config.gamma == 0.5
