@@ -8,7 +8,15 @@ posterior std in the same scaled units (the noise the plain decoder saw in every
 and, with ``--retrain-iters N``, a copy of the plain decoder trained N steps on posterior means only
 (no sampling noise), to see whether removing that noise makes it sensitive.
 
-    python benchmarks/meg_noise_sensitivity.py [--retrain-iters 400]
+``--vae-variants`` goes one step further and trains fresh autoencoders of the shipped architecture
+(``--vae-iters`` steps each, on one thread): one with the KL weight of Stable Diffusion's VAE (1e-6)
+and one deterministic (decoding the posterior mean, so its decoder never sees latent noise). For each
+it measures the plain decoder's MSE under link noise and that of a copy fine-tuned with the shipped
+noise augmentation (``--finetune-iters`` steps), both against the plain decoder's noiseless image of
+held-out images, and prints ``sigma^2 x`` the image's pixel variance: the error of a decoder that
+passes latent noise through at the latent's signal-to-noise ratio, neither amplifying nor removing it.
+
+    python benchmarks/meg_noise_sensitivity.py [--retrain-iters 400] [--vae-variants]
 """
 
 from __future__ import annotations
@@ -50,10 +58,87 @@ def mean_trained_decoder(vae, iters: int):
     return decoder.eval()
 
 
+def noise_augmented_copy(vae, latents: torch.Tensor, scale: float, iters: int):
+    """A copy of ``vae``'s decoder fine-tuned as the shipped one is, on noisy latents.
+
+    As in ``train.finetune_decoder`` (no merging here): 20 % of the steps noiseless, the rest with
+    ``sigma ~ U(0.05, 0.32)``, towards the plain decoder's noiseless image.
+    """
+    from edgegen.envs.backends.diffusion.train import _cosine_lr
+
+    with torch.no_grad():
+        targets = torch.cat([vae.decode(z / scale).sample for z in latents.split(256)])
+    tuned = copy.deepcopy(vae).requires_grad_(False)
+    params = [*tuned.decoder.parameters(), *tuned.post_quant_conv.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=2e-4, weight_decay=0.0)
+    for it in range(iters):
+        _cosine_lr(opt, 2e-4, it, iters, warmup=30)
+        idx = torch.randint(0, len(latents), (32,))
+        sigma = 0.0 if torch.rand(()) < 0.2 else float(0.05 + 0.27 * torch.rand(()))
+        received = latents[idx] + sigma * torch.randn_like(latents[idx])
+        loss = F.mse_loss(tuned.decode(received / scale).sample, targets[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+    return tuned.eval().requires_grad_(False)
+
+
+def vae_variants(vae_iters: int, finetune_iters: int) -> dict:
+    """Fresh autoencoders (KL 1e-6; deterministic), their plain and noise-fine-tuned decoders."""
+    from edgegen.envs.backends.diffusion.train import encode_latents, train_vae
+
+    torch.set_num_threads(1)
+    images = torch.from_numpy(shape_images(np.arange(6000) % 10, seed=0))
+    held_out = torch.from_numpy(shape_images(np.arange(200) % 10, seed=77))
+    results = {}
+    for name, kl_weight, sample in (("KL weight 1e-6", 1e-6, True), ("deterministic", 0.0, False)):
+        torch.manual_seed(0)
+        with torch.enable_grad():
+            vae = train_vae(images, vae_iters, 32, {}, kl_weight=kl_weight, sample_posterior=sample)
+        raw = encode_latents(vae, images[:3000])
+        scale = float(1.0 / raw.std())
+        posterior_std = (vae.encode(images[:256]).latent_dist.std * scale).mean().item()
+        with torch.enable_grad():
+            tuned = noise_augmented_copy(vae, raw * scale, scale, finetune_iters)
+        latents = vae.encode(held_out).latent_dist.mean * scale
+        clean = (vae.decode(latents / scale).sample + 1) / 2
+        row: dict = {"posterior_std_scaled": posterior_std, "pixel_var": clean.var().item()}
+        for label, decoder in (("plain", vae), ("noise-fine-tuned", tuned)):
+            generator = torch.Generator().manual_seed(7)
+            mses = []
+            for sigma in SIGMAS:
+                noise = torch.randn(latents.shape, generator=generator)
+                image = (decoder.decode((latents + sigma * noise) / scale).sample + 1) / 2
+                mses.append(((image - clean) ** 2).mean().item())
+            row[label] = mses
+        results[name] = row
+    print(f"\nFresh autoencoders ({vae_iters} steps; fine-tuned copies {finetune_iters} steps), MSE on")
+    print("200 held-out images against the plain decoder's noiseless image (pixels in [0, 1]):\n")
+    print("| autoencoder | posterior std | decoder | " + " | ".join(f"sigma {s:g}" for s in SIGMAS) + " |")
+    print("|---|---|---|" + "---|" * len(SIGMAS))
+    for name, row in results.items():
+        for label in ("plain", "noise-fine-tuned"):
+            cells = " | ".join(f"{v:.5f}" for v in row[label])
+            print(f"| {name} | {row['posterior_std_scaled']:.3f} | {label} | {cells} |")
+        cells = " | ".join(f"{s * s * row['pixel_var']:.5f}" for s in SIGMAS)
+        print(f"| {name} | | sigma^2 x pixel variance | {cells} |")
+    k = SIGMAS.index(0.1)
+    for name, row in results.items():
+        ratio = row["plain"][k] / row["noise-fine-tuned"][k]
+        print(f"{name}: plain / fine-tuned MSE at sigma 0.1: {ratio:.2f} (target >= 10)")
+    return results
+
+
 @torch.no_grad()
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--retrain-iters", type=int, default=0)
+    parser.add_argument("--vae-variants", action="store_true")
+    parser.add_argument("--vae-iters", type=int, default=700)
+    parser.add_argument("--finetune-iters", type=int, default=600)
     args = parser.parse_args()
     torch.set_num_threads(2)
     backbone = SplitLatentDiffusion.from_pretrained(DEFAULT_BACKBONE_DIR, torch_dtype=torch.float32)
@@ -87,6 +172,8 @@ def main() -> None:
     k = SIGMAS.index(0.1)
     ratio = table["plain"][k] / table["fine-tuned (shipped)"][k]
     print(f"\nplain / fine-tuned MSE at sigma 0.1: {ratio:.2f} (paper: 26.8; target >= 10)")
+    if args.vae_variants:
+        vae_variants(args.vae_iters, args.finetune_iters)
 
 
 if __name__ == "__main__":

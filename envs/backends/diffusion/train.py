@@ -50,8 +50,20 @@ def _cosine_lr(
         group["lr"] = lr
 
 
-def train_vae(images: torch.Tensor, iters: int, batch: int, log: dict) -> Any:
-    """Stage 1: the autoencoder, reconstruction MSE plus a tiny KL term."""
+def train_vae(
+    images: torch.Tensor,
+    iters: int,
+    batch: int,
+    log: dict,
+    kl_weight: float = 1e-4,
+    sample_posterior: bool = True,
+) -> Any:
+    """Stage 1: the autoencoder, reconstruction MSE plus a tiny KL term.
+
+    ``sample_posterior=False`` decodes the posterior mean (a deterministic autoencoder: the decoder
+    never sees latent noise in training); ``benchmarks/meg_noise_sensitivity.py --vae-variants`` uses
+    it to test whether that makes the plain decoder sensitive to link noise.
+    """
     vae = build_vae()
     opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
     losses = []
@@ -59,9 +71,9 @@ def train_vae(images: torch.Tensor, iters: int, batch: int, log: dict) -> Any:
         _cosine_lr(opt, 1e-3, it, iters)
         x = images[torch.randint(0, images.shape[0], (batch,))]
         posterior = vae.encode(x).latent_dist
-        recon = vae.decode(posterior.sample()).sample
+        recon = vae.decode(posterior.sample() if sample_posterior else posterior.mean).sample
         kl = posterior.kl().mean() / x[0].numel()
-        loss = F.mse_loss(recon, x) + 1e-4 * kl
+        loss = F.mse_loss(recon, x) + kl_weight * kl
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
