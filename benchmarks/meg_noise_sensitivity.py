@@ -22,6 +22,7 @@ passes latent noise through at the latent's signal-to-noise ratio, neither ampli
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import sys
 
@@ -96,7 +97,8 @@ def vae_variants(vae_iters: int, finetune_iters: int) -> dict:
     results = {}
     for name, kl_weight, sample in (("KL weight 1e-6", 1e-6, True), ("deterministic", 0.0, False)):
         torch.manual_seed(0)
-        with torch.enable_grad():
+        # train_vae logs its progress on stdout, which is the record: send it to stderr
+        with torch.enable_grad(), contextlib.redirect_stdout(sys.stderr):
             vae = train_vae(images, vae_iters, 32, {}, kl_weight=kl_weight, sample_posterior=sample)
         raw = encode_latents(vae, images[:3000])
         scale = float(1.0 / raw.std())
