@@ -468,7 +468,8 @@ def test_recipes_are_data_applied_by_default_with_user_overrides_on_top(tmp_path
     )
     assert load_hyperparams("ppo-pid", "edgegen/SFLAM-v0")[1].endswith("ppo-pid.yml#edgegen/SFLAM-v0")
     assert load_hyperparams("ppo-pid", "my_pkg:MyCMDP-v0")[1].endswith("ppo-pid.yml#default")  # no entry
-    assert load_hyperparams("cvpo", "edgegen/SFLAM-v0")[1].endswith("cvpo.yml#default")
+    assert load_hyperparams("cvpo", "edgegen/SFLAM-v0")[1].endswith("cvpo.yml#edgegen/SFLAM-v0")
+    assert load_hyperparams("cvpo", "my_pkg:MyCMDP-v0")[1].endswith("cvpo.yml#default")  # no entry
     with pytest.raises(ValueError, match="no recipe file for algo 'sac'"):
         load_hyperparams("sac", "edgegen/MEG-v0")
     # the CLI: the recipe by default, --algo-kwargs on top, both recorded with their sources
