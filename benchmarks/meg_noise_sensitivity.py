@@ -127,6 +127,7 @@ def vae_variants(vae_iters: int, finetune_iters: int) -> dict:
             print(f"| {name} | {row['posterior_std_scaled']:.3f} | {label} | {cells} |")
         cells = " | ".join(f"{s * s * row['pixel_var']:.5f}" for s in SIGMAS)
         print(f"| {name} | | sigma^2 x pixel variance | {cells} |")
+    print()
     k = SIGMAS.index(0.1)
     for name, row in results.items():
         ratio = row["plain"][k] / row["noise-fine-tuned"][k]
