@@ -151,9 +151,14 @@ def cost_checks(
 
 
 def rank_key(row: dict[str, Any]) -> tuple[int, float]:
-    """Sort key: feasible rows first by gap; infeasible ones after, by their worst relative excess."""
+    """Sort key: feasible rows first by gap; infeasible ones after, by their worst relative excess.
+
+    A feasible row without a gap (no oracle job to pair it with, e.g. ``suite --no-baselines``) sorts
+    after the feasible rows that have one.
+    """
     if row["feasible"]:
-        return 0, float(row["optimality_gap"])
+        gap = row.get("optimality_gap")
+        return 0, math.inf if gap is None else float(gap)
     return 1, max(float(c["excess"]) for c in row["costs"].values())
 
 

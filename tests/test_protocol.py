@@ -81,6 +81,9 @@ def test_an_infeasible_policy_ranks_below_every_feasible_one_whatever_its_gap():
     assert rank_key(infeasible) == (1, 0.7)  # worst relative excess
     rows = sorted([infeasible, feasible], key=rank_key)
     assert rows[0] is feasible
+    # no oracle job (suite --no-baselines): no gap; still feasible, so above the infeasible row
+    no_gap = {"feasible": True, "optimality_gap": None, "costs": {"c": {"excess": -0.2}}}
+    assert sorted([infeasible, no_gap, feasible], key=rank_key) == [feasible, no_gap, infeasible]
 
 
 def test_iqm_aggregation_is_rliables_trimmed_mean():
