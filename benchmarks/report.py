@@ -39,7 +39,10 @@ SECTIONS = (
     ("vector_throughput", "python benchmarks/vector_throughput.py"),
     ("fed_baselines", "python benchmarks/fed_baselines.py"),
     ("meg_policies", "python benchmarks/meg_policies.py"),
-    ("meg_noise_sensitivity", "python benchmarks/meg_noise_sensitivity.py --retrain-iters 400 --vae-variants"),
+    (
+        "meg_noise_sensitivity",
+        "python benchmarks/meg_noise_sensitivity.py --retrain-iters 400 --vae-variants",
+    ),
     ("fed_ddpm_quantization", "python benchmarks/fed_ddpm_quantization.py"),
     ("split_vit_accuracy", "python benchmarks/split_vit_accuracy.py"),
     ("fresh_install", "python benchmarks/harness.py fresh_install TITLE bash benchmarks/fresh_install.sh"),
