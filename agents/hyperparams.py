@@ -2,8 +2,8 @@
 
 >>> settings, source = load_hyperparams("cvpo", "edgegen/MEG-v0")
 >>> settings["policy_kwargs"]["min_std"], source
-(0.15, 'agents/hyperparams/cvpo.yml#edgegen/MEG-v0')
->>> load_hyperparams("cvpo", "edgegen/SFLAM-v0")[1]
+(0.1, 'agents/hyperparams/cvpo.yml#edgegen/MEG-v0')
+>>> load_hyperparams("cvpo", "my_pkg:MyCMDP-v0")[1]  # an env without an entry
 'agents/hyperparams/cvpo.yml#default'
 """
 
