@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import sys
 
 import numpy as np
@@ -33,6 +32,13 @@ from harness import record
 
 from edgegen.envs.backends.data import shape_images
 from edgegen.envs.backends.diffusion.backbone import DEFAULT_BACKBONE_DIR, SplitLatentDiffusion
+from edgegen.envs.backends.diffusion.train import (
+    augmentation_sigma,
+    cosine_lr,
+    encode_latents,
+    train_vae,
+    trainable_decoder_copy,
+)
 
 SIGMAS = (0.0, 0.05, 0.1, 0.2, 0.32, 0.5, 1.0)
 
@@ -43,10 +49,7 @@ def mean_trained_decoder(vae, iters: int):
     images = torch.from_numpy(shape_images(np.arange(3000) % 10, seed=1))
     with torch.no_grad():
         means = torch.cat([vae.encode(x).latent_dist.mean for x in images.split(256)])
-    decoder = copy.deepcopy(vae).requires_grad_(False)
-    params = [*decoder.decoder.parameters(), *decoder.post_quant_conv.parameters()]
-    for p in params:
-        p.requires_grad_(True)
+    decoder, params = trainable_decoder_copy(vae)
     opt = torch.optim.AdamW(params, lr=3e-4)
     for it in range(iters):
         idx = torch.randint(0, len(images), (32,))
@@ -65,19 +68,14 @@ def noise_augmented_copy(vae, latents: torch.Tensor, scale: float, iters: int):
     As in ``train.finetune_decoder`` (no merging here): 20 % of the steps noiseless, the rest with
     ``sigma ~ U(0.05, 0.32)``, towards the plain decoder's noiseless image.
     """
-    from edgegen.envs.backends.diffusion.train import _cosine_lr
-
     with torch.no_grad():
         targets = torch.cat([vae.decode(z / scale).sample for z in latents.split(256)])
-    tuned = copy.deepcopy(vae).requires_grad_(False)
-    params = [*tuned.decoder.parameters(), *tuned.post_quant_conv.parameters()]
-    for p in params:
-        p.requires_grad_(True)
+    tuned, params = trainable_decoder_copy(vae)
     opt = torch.optim.AdamW(params, lr=2e-4, weight_decay=0.0)
     for it in range(iters):
-        _cosine_lr(opt, 2e-4, it, iters, warmup=30)
+        cosine_lr(opt, 2e-4, it, iters, warmup=30)
         idx = torch.randint(0, len(latents), (32,))
-        sigma = 0.0 if torch.rand(()) < 0.2 else float(0.05 + 0.27 * torch.rand(()))
+        sigma = augmentation_sigma()
         received = latents[idx] + sigma * torch.randn_like(latents[idx])
         loss = F.mse_loss(tuned.decode(received / scale).sample, targets[idx])
         opt.zero_grad(set_to_none=True)
@@ -89,8 +87,6 @@ def noise_augmented_copy(vae, latents: torch.Tensor, scale: float, iters: int):
 
 def vae_variants(vae_iters: int, finetune_iters: int) -> dict:
     """Fresh autoencoders (KL 1e-6; deterministic), their plain and noise-fine-tuned decoders."""
-    from edgegen.envs.backends.diffusion.train import encode_latents, train_vae
-
     torch.set_num_threads(1)
     images = torch.from_numpy(shape_images(np.arange(6000) % 10, seed=0))
     held_out = torch.from_numpy(shape_images(np.arange(200) % 10, seed=77))

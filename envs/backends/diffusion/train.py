@@ -42,9 +42,10 @@ from edgegen.envs.backends.diffusion.merging import merge_tokens, unmerge_tokens
 N_MIN, N_MAX, TEACHER_STEPS = 4, 12, 32
 
 
-def _cosine_lr(
+def cosine_lr(
     optimizer: torch.optim.Optimizer, base_lr: float, step: int, total: int, warmup: int = 50
 ) -> None:
+    """Linear warm-up then cosine decay of every group's learning rate (set in place)."""
     lr = base_lr * min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / total))
     for group in optimizer.param_groups:
         group["lr"] = lr
@@ -68,7 +69,7 @@ def train_vae(
     opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
     losses = []
     for it in range(iters):
-        _cosine_lr(opt, 1e-3, it, iters)
+        cosine_lr(opt, 1e-3, it, iters)
         x = images[torch.randint(0, images.shape[0], (batch,))]
         posterior = vae.encode(x).latent_dist
         recon = vae.decode(posterior.sample() if sample_posterior else posterior.mean).sample
@@ -110,7 +111,7 @@ def train_flow(latents: torch.Tensor, labels: torch.Tensor, iters: int, batch: i
     opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.0)
     losses = []
     for it in range(iters):
-        _cosine_lr(opt, 1e-3, it, iters)
+        cosine_lr(opt, 1e-3, it, iters)
         idx = torch.randint(0, latents.shape[0], (batch,))
         x0, cond = latents[idx], embeds[labels[idx]]
         noise = torch.randn_like(x0)
@@ -146,7 +147,7 @@ def distill_steps(unet, embeds, iters: int, batch: int, pool: int, log: dict):
     opt = torch.optim.AdamW(student.parameters(), lr=1e-4, weight_decay=0.0)
     losses: dict[int, list[float]] = {n: [] for n in range(N_MIN, N_MAX + 1)}
     for it in range(iters):
-        _cosine_lr(opt, 1e-4, it, iters, warmup=20)
+        cosine_lr(opt, 1e-4, it, iters, warmup=20)
         n_steps = int(torch.randint(N_MIN, N_MAX + 1, ()))
         idx = torch.randint(0, pool, (batch,))
         out = euler_sample(student, scheduler, noise_pool[idx], embeds[label_pool[idx]], n_steps)
@@ -164,25 +165,35 @@ def distill_steps(unet, embeds, iters: int, batch: int, pool: int, log: dict):
     return student.eval()
 
 
+def trainable_decoder_copy(vae) -> tuple[Any, list[torch.nn.Parameter]]:
+    """A copy of ``vae`` whose decoder and post-quant conv train, and those parameters."""
+    tuned = copy.deepcopy(vae).requires_grad_(False)
+    params = [*tuned.decoder.parameters(), *tuned.post_quant_conv.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    return tuned, params
+
+
+def augmentation_sigma() -> float:
+    """Link noise of one decoder fine-tuning step: none in 20 % of the steps, else ``U(0.05, 0.32)``."""
+    return 0.0 if torch.rand(()) < 0.2 else float(0.05 + 0.27 * torch.rand(()))
+
+
 def finetune_decoder(
     vae, pipe_latents: dict[int, torch.Tensor], references: torch.Tensor, iters: int, batch: int, log
 ):
     """Decoder (and post-quant conv) fine-tuned on merged, noisy latents towards the reference image."""
-    merging_vae = copy.deepcopy(vae)
-    merging_vae.requires_grad_(False)
-    params = [*merging_vae.decoder.parameters(), *merging_vae.post_quant_conv.parameters()]
-    for p in params:
-        p.requires_grad_(True)
+    merging_vae, params = trainable_decoder_copy(vae)
     opt = torch.optim.AdamW(params, lr=2e-4, weight_decay=0.0)
     scale = vae.config.scaling_factor
     generator = torch.Generator().manual_seed(1234)
     losses = []
     pool = references.shape[0]
     for it in range(iters):
-        _cosine_lr(opt, 2e-4, it, iters, warmup=30)
+        cosine_lr(opt, 2e-4, it, iters, warmup=30)
         n_steps = int(torch.randint(N_MIN, N_MAX + 1, ()))
         rho = float(torch.rand(()) * 0.75)
-        sigma = 0.0 if torch.rand(()) < 0.2 else float(0.05 + 0.27 * torch.rand(()))
+        sigma = augmentation_sigma()
         idx = torch.randint(0, pool, (batch,))
         with torch.no_grad():
             merged = merge_tokens(pipe_latents[n_steps][idx], rho, generator=generator)
