@@ -64,6 +64,7 @@ __all__ = [
 
 SelfCVPO = TypeVar("SelfCVPO", bound="CVPO")
 _DUAL_MIN = 1e-6
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 def q_threshold(limit_per_step: float | np.ndarray, gamma: float, horizon: float) -> np.ndarray:
@@ -301,10 +302,63 @@ class HeadStack(nn.Module):
     def __init__(self, n_in: int, hidden: Sequence[int], heads: int) -> None:
         super().__init__()
         self.nets = nn.ModuleList([mlp(n_in, 1, hidden) for _ in range(heads)])
+        self._buffers_scratch: dict[int, th.Tensor] = {}  # over_particles' activations (not state)
 
     def forward(self, x: th.Tensor) -> th.Tensor:
         """``x`` ``(..., n_in)`` -> ``(heads, ...)``."""
         return th.stack([net(x).squeeze(-1) for net in self.nets])
+
+    @th.no_grad()
+    def over_particles(self, state_in: th.Tensor, act: th.Tensor) -> th.Tensor:
+        """``forward(cat([state_in, act[k]], -1))`` for every particle k, without gradients.
+
+        ``state_in`` ``(..., n_state)`` and ``act`` ``(K, ..., n_act)`` -> ``(heads, K, ...)``. The first
+        layer is split, ``W [s; a] + b = (W_s s + b) + W_a a``, so its state half runs once per state
+        instead of once per particle and no ``(K, ..., n_in)`` input is built. The hidden activations
+        live in scratch tensors kept between calls: the E-step scores K = 32 particles per state
+        (FedDiffusion-v0: 81,920 device rows, 10 MB per hidden layer), and fresh tensors of that size
+        came from new pages on every update (~11,000 page faults, a third of the E-step's time).
+        Equal to ``forward`` up to float round-off.
+        """
+        n_state, rows = state_in.shape[-1], act.shape[:-1]
+        scores = []
+        for net in self.nets:
+            first, *rest = (layer for layer in net.children() if isinstance(layer, nn.Linear))
+            state_part = F.linear(state_in, first.weight[:, :n_state], first.bias)
+            h = self._scratch(0, (*rows, first.out_features))
+            if act.shape[-1] == 1:  # an outer product: one fused pass, 1.8x faster than a K=1 matmul
+                th.addcmul(state_part, act, first.weight[:, n_state].contiguous(), out=h)
+            else:
+                th.matmul(act, first.weight[:, n_state:].T, out=h)
+                h += state_part
+            if not rest:  # a linear head: the first layer is the output
+                scores.append(h.squeeze(-1).clone())
+                continue
+            *hidden, last = rest
+            h.relu_()
+            for i, layer in enumerate(hidden, start=1):
+                out = self._scratch(i % 2, (*rows, layer.out_features))
+                th.addmm(
+                    layer.bias,
+                    h.view(-1, layer.in_features),
+                    layer.weight.T,
+                    out=out.view(-1, layer.out_features),
+                )
+                h = out.relu_()
+            scores.append(F.linear(h, last.weight, last.bias).squeeze(-1))
+        return th.stack(scores)
+
+    def _scratch(self, slot: int, shape: tuple[int, ...]) -> th.Tensor:
+        """A reusable tensor of ``shape`` (contents undefined) for scratch ``slot``."""
+        numel, weight = math.prod(shape), next(self.parameters())
+        buffer = self._buffers_scratch.get(slot)
+        if (
+            buffer is None
+            or buffer.numel() < numel
+            or (buffer.dtype, buffer.device) != (weight.dtype, weight.device)
+        ):
+            buffer = self._buffers_scratch[slot] = th.empty(numel, dtype=weight.dtype, device=weight.device)
+        return buffer[:numel].view(shape)
 
 
 class Critics(nn.Module):
@@ -317,6 +371,14 @@ class Critics(nn.Module):
     def forward(self, obs: th.Tensor, act: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         """Reward Q of both heads ``(2, batch)`` and cost Qs ``(n_costs, batch)``."""
         q = self.heads(th.cat([obs, act], dim=-1))
+        return q[:2], q[2:]
+
+    def over_particles(self, obs: th.Tensor, particles: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """``forward`` of ``(B, obs_dim)`` states at each of ``(K, B, act_dim)`` particles, no gradients.
+
+        Reward Qs ``(2, K, B)`` and cost Qs ``(n_costs, K, B)`` (:meth:`HeadStack.over_particles`).
+        """
+        q = self.heads.over_particles(obs, particles)
         return q[:2], q[2:]
 
 
@@ -338,6 +400,16 @@ class EntityCritics(nn.Module):
             dim=-1,
         )
         q = self.heads(per_entity).sum(-1)
+        return q[:2], q[2:]
+
+    def over_particles(self, obs: th.Tensor, particles: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """``forward`` of ``(B, obs_dim)`` states at each of ``(K, B, act_dim)`` particles, no gradients.
+
+        Reward Qs ``(2, K, B)`` and cost Qs ``(n_costs, K, B)`` (:meth:`HeadStack.over_particles`).
+        """
+        per_entity_act = particles.reshape(*particles.shape[:-1], self.entities, self.entity_act)
+        q = self.heads.over_particles(entity_inputs(obs, self.entities, self.entity_obs), per_entity_act)
+        q = q.sum(-1)
         return q[:2], q[2:]
 
 
@@ -471,8 +543,8 @@ class CVPOPolicy(BasePolicy):
             self.critics = EntityCritics(self.actor, n_costs, entity_critic_arch, int(entity_layout[1]))
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critics_target = copy.deepcopy(self.critics).requires_grad_(False)
-        self.actor_optimizer = th.optim.Adam(self.actor.parameters(), lr=actor_lr)
-        self.critic_optimizer = th.optim.Adam(self.critics.parameters(), lr=critic_lr)
+        self.actor_optimizer = th.optim.Adam(self.actor.parameters(), lr=actor_lr, fused=True)
+        self.critic_optimizer = th.optim.Adam(self.critics.parameters(), lr=critic_lr, fused=True)
 
     def forward(self, obs: th.Tensor, deterministic: bool = False) -> th.Tensor:
         """Actions in [-1, 1] (``_predict``)."""
@@ -564,6 +636,31 @@ def decoupled_kl(
     ratio = (std_old / std) ** 2
     kl_std = 0.5 * (ratio - 1.0 - th.log(ratio)).sum(-1).mean()
     return kl_mean, kl_std
+
+
+def particle_statistics(particles: th.Tensor, weights: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+    """The particles' weight sum ``(B, 1)``, weighted mean and weighted squared spread about it ``(B, A)``.
+
+    ``(K, B, A)`` particles under ``(K, B)`` weights, for :func:`weighted_log_likelihood`.
+    """
+    w = weights.unsqueeze(-1)
+    w_sum = w.sum(0)
+    mean = (w * particles).sum(0) / w_sum
+    spread = (w * (particles - mean) ** 2).sum(0)
+    return w_sum, mean, spread
+
+
+def weighted_log_likelihood(
+    statistics: tuple[th.Tensor, th.Tensor, th.Tensor], mean: th.Tensor, std: th.Tensor
+) -> th.Tensor:
+    """``sum_k w_k log N(x_k; mean, std)``, summed over action dims, from :func:`particle_statistics`.
+
+    ``sum_k w_k (x_k - mu)^2 = spread + w_sum (xbar - mu)^2``, so each M-step iteration costs one pass
+    over the states instead of one over all K particles of every state. ``(B,)``.
+    """
+    w_sum, particle_mean, spread = statistics
+    squared = spread + w_sum * (particle_mean - mean) ** 2
+    return (-0.5 * squared / std**2 - w_sum * (th.log(std) + _HALF_LOG_2PI)).sum(-1)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -774,7 +871,7 @@ class CVPO(OffPolicyAlgorithm):
         policy.critic_optimizer.step()
 
         # E-step: K particles per state from the old policy, scored by the target critics.
-        k, b = cfg.num_particles, obs.shape[0]
+        k = cfg.num_particles
         with th.no_grad():
             mean_old, std_old = policy.actor_target(obs)
             # The critics score executed (clipped) actions, so q lives on them and the M-step fits them:
@@ -782,10 +879,9 @@ class CVPO(OffPolicyAlgorithm):
             particles = (mean_old + std_old * th.randn(k, *mean_old.shape, device=self.device)).clamp(
                 -1.0, 1.0
             )
-            flat_obs = obs.unsqueeze(0).expand(k, *obs.shape).reshape(k * b, -1)
-            q_r_p, q_c_p = policy.critics_target(flat_obs, particles.reshape(k * b, -1))
-        q_r_np = q_r_p.min(0).values.reshape(k, b).T.double().cpu().numpy()  # (B, K)
-        q_c_np = q_c_p.reshape(-1, k, b).transpose(1, 2).double().cpu().numpy()  # (n_costs, B, K)
+            q_r_p, q_c_p = policy.critics_target.over_particles(obs, particles)  # (2 | n_costs, K, B)
+        q_r_np = q_r_p.min(0).values.T.double().cpu().numpy()  # (B, K)
+        q_c_np = q_c_p.transpose(1, 2).double().cpu().numpy()  # (n_costs, B, K)
         if cfg.cost_value_baseline is not None:
             q_c_np, self.cost_value = centre_cost_q(q_c_np, self.cost_value, cfg.cost_value_baseline)
         self.dual = solve_estep_dual(
@@ -800,11 +896,12 @@ class CVPO(OffPolicyAlgorithm):
         )  # (K, B)
 
         # M-step: weighted maximum likelihood, mean and std each against the old policy's other half.
+        statistics = particle_statistics(particles, weights)
         for _ in range(cfg.mstep_iterations):
             mean, std = policy.actor(obs)
-            log_p_mean = th.distributions.Normal(mean, std_old).log_prob(particles).sum(-1)  # (K, B)
-            log_p_std = th.distributions.Normal(mean_old, std).log_prob(particles).sum(-1)
-            mle = (weights * (log_p_mean + log_p_std)).sum(0).mean()
+            log_p_mean = weighted_log_likelihood(statistics, mean, std_old)  # (B,)
+            log_p_std = weighted_log_likelihood(statistics, mean_old, std)
+            mle = (log_p_mean + log_p_std).mean()
             kl_mean, kl_std = decoupled_kl(mean_old, std_old, mean, std)
             self.alpha_mean = float(
                 np.clip(

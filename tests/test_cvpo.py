@@ -12,13 +12,18 @@ from edgegen.agents import evaluate_policy_with_cost
 from edgegen.agents.cost_buffer import CostNStepReplayBuffer
 from edgegen.agents.cvpo import (
     CVPO,
+    Critics,
     CVPOConfig,
+    EntityCritics,
+    EntityGaussianActor,
     centre_cost_q,
     cvpo_settings,
     decoupled_kl,
     estep_dual,
+    particle_statistics,
     q_threshold,
     solve_estep_dual,
+    weighted_log_likelihood,
 )
 
 
@@ -130,6 +135,46 @@ def test_decoupled_kl_by_hand():
     assert kl_mean.item() == pytest.approx(0.5)
     # KL(N(0, 2^2) || N(0, 1)) = ln(1/2) + 4/2 - 1/2
     assert kl_std.item() == pytest.approx(np.log(0.5) + 2.0 - 0.5)
+
+
+def test_weighted_log_likelihood_equals_the_weighted_sum_of_normal_log_densities():
+    # the M-step's likelihood from the particles' weighted mean and spread, against
+    # sum_k w_k sum_d log N(x_kd; mu_d, s_d) summed particle by particle
+    gen = th.Generator().manual_seed(0)
+    particles = th.rand(16, 5, 3, generator=gen, dtype=th.float64) * 2 - 1  # (K, B, A)
+    weights = th.softmax(th.randn(16, 5, generator=gen, dtype=th.float64), dim=0)  # (K, B)
+    mean = th.randn(5, 3, generator=gen, dtype=th.float64)
+    std = th.rand(5, 3, generator=gen, dtype=th.float64) + 0.1
+    by_particle = (weights * th.distributions.Normal(mean, std).log_prob(particles).sum(-1)).sum(0)
+    fast = weighted_log_likelihood(particle_statistics(particles, weights), mean, std)
+    np.testing.assert_allclose(fast.numpy(), by_particle.numpy(), rtol=1e-12)
+    # unnormalised weights: the weight sum enters the log-normaliser term
+    fast = weighted_log_likelihood(particle_statistics(particles, 3 * weights), mean, std)
+    np.testing.assert_allclose(fast.numpy(), 3 * by_particle.numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("entity", [False, True])
+def test_particle_scores_equal_the_critics_on_the_repeated_states(entity):
+    # over_particles splits the first layer and reuses scratch tensors: it must give the forward pass
+    # of every (state, particle) pair, twice in a row (the scratch is reused), for each action width
+    th.manual_seed(0)
+    for entity_act, hidden in ((1, (16, 8)), (2, (16, 8)), (1, (12,)), (2, ())):
+        if entity:
+            actor = EntityGaussianActor(4 * 3 + 2, 4 * entity_act, (8,), 0.0, None, (3, entity_act))
+            critics = EntityCritics(actor, 2, hidden, entity_act)
+        else:
+            critics = Critics(7, entity_act, 2, hidden)
+        obs_dim = 14 if entity else 7
+        act_dim = 4 * entity_act if entity else entity_act
+        for k, b in ((5, 3), (2, 9)):
+            obs, particles = th.randn(b, obs_dim), th.rand(k, b, act_dim) * 2 - 1
+            q_r, q_c = critics.over_particles(obs, particles)
+            with th.no_grad():
+                flat_obs = obs.expand(k, b, obs_dim).reshape(k * b, -1)
+                ref_r, ref_c = critics(flat_obs, particles.reshape(k * b, -1))
+            assert q_r.shape == (2, k, b) and q_c.shape == (2, k, b)
+            np.testing.assert_allclose(q_r.numpy(), ref_r.reshape(2, k, b).numpy(), rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(q_c.numpy(), ref_c.reshape(2, k, b).numpy(), rtol=1e-5, atol=1e-6)
 
 
 def _cost_buffer(capacity: int = 10) -> CostNStepReplayBuffer:
