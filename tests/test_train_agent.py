@@ -595,7 +595,12 @@ def test_policy_kwargs_of_a_recipe_and_of_the_user_merge_key_by_key():
     merged, sources = train_agent.recipe_settings(
         "cvpo", "edgegen/FedDiffusion-v0", {"policy_kwargs": {"min_std": 0.3}, "gamma": 0.6}
     )
-    assert merged["policy_kwargs"] == {"entity_layout": "env", "entity_critic_arch": [32, 32], "min_std": 0.3}
+    assert merged["policy_kwargs"] == {
+        "entity_layout": "env",
+        "net_arch": [32, 32],
+        "entity_critic_arch": [32, 32],
+        "min_std": 0.3,
+    }
     assert merged["gamma"] == 0.6 and sources["gamma"] == "--algo-kwargs"
     assert sources["policy_kwargs.min_std"] == "--algo-kwargs"
     assert sources["policy_kwargs.entity_layout"] == "agents/hyperparams/cvpo.yml#edgegen/FedDiffusion-v0"
