@@ -213,6 +213,7 @@ _POLICY_KEYS = {
     "entity_critic_arch": "entity_critic_arch",
     "log_std_init": "log_std_init",
     "min_std": "min_std",
+    "n_cost_critics": "n_cost_critics",
 }
 
 
@@ -425,7 +426,7 @@ def polyak_update(net: nn.Module, target: nn.Module, tau: float) -> None:
 # ---------------------------------------------------------------------------------------------------
 def check_policy_kwargs(policy_kwargs: dict[str, Any]) -> None:
     """Raise ``TypeError`` for an unknown network key, ``ValueError`` for a bad value (before building)."""
-    known = {"net_arch", "entity_layout", "entity_critic_arch", "log_std_init", "min_std"}
+    known = {"net_arch", "entity_layout", "entity_critic_arch", "log_std_init", "min_std", "n_cost_critics"}
     unknown = sorted(set(policy_kwargs) - known)
     if unknown:
         raise TypeError(f"unknown CVPO policy_kwargs {unknown}; it takes {sorted(known)}")
@@ -456,6 +457,10 @@ def check_policy_kwargs(policy_kwargs: dict[str, Any]) -> None:
         "min_std": (
             min_std is None or (isinstance(min_std, int | float) and 0 < min_std < 1),
             "None or in (0, 1)",
+        ),
+        "n_cost_critics": (
+            isinstance(get("n_cost_critics", 1), int) and get("n_cost_critics", 1) >= 1,
+            "an integer >= 1",
         ),
     }
     for name, (ok, allowed) in checks.items():
@@ -498,6 +503,9 @@ class CVPOPolicy(BasePolicy):
             the critics' data wide. Deterministic predictions use the mean, so the floor costs nothing
             there. 0.2 with per-device critics took FedDiffusion-v0 from 1.15-1.17x the oracle's energy
             to 0.98x; 0.15 on MEG-v0 met the score and cost targets on every seed (docs/experiments.md).
+        n_cost_critics: Q heads per cost, each trained on the largest of the target heads' values; the
+            E-step uses that largest value too (a pessimistic cost, as the reward's heads take the
+            smallest). 1: one head, as in the paper.
     """
 
     def __init__(
@@ -513,6 +521,7 @@ class CVPOPolicy(BasePolicy):
         entity_critic_arch: Sequence[int] | None = None,
         log_std_init: float = -0.5,
         min_std: float | None = None,
+        n_cost_critics: int = 1,
     ) -> None:
         super().__init__(observation_space, action_space, squash_output=True)
         check_policy_kwargs(
@@ -522,8 +531,11 @@ class CVPOPolicy(BasePolicy):
                 "entity_critic_arch": entity_critic_arch,
                 "log_std_init": log_std_init,
                 "min_std": min_std,
+                "n_cost_critics": n_cost_critics,
             }
         )
+        self.n_costs, self.n_cost_critics = n_costs, n_cost_critics
+        cost_heads = n_costs * n_cost_critics
         if entity_layout == "env":
             raise ValueError('entity_layout="env" is resolved by CVPO from its env; pass the layout here')
         obs_dim = int(np.prod(observation_space.shape or (1,)))
@@ -536,15 +548,23 @@ class CVPOPolicy(BasePolicy):
             layout = (int(entity_layout[0]), int(entity_layout[1]))
             self.actor = EntityGaussianActor(obs_dim, act_dim, net_arch, log_std_init, min_std, layout)
         if entity_critic_arch is None:
-            self.critics = Critics(obs_dim, act_dim, n_costs, net_arch)
+            self.critics = Critics(obs_dim, act_dim, cost_heads, net_arch)
         else:
             # check_policy_kwargs: entity critics need a layout
             assert isinstance(self.actor, EntityGaussianActor) and entity_layout is not None
-            self.critics = EntityCritics(self.actor, n_costs, entity_critic_arch, int(entity_layout[1]))
+            self.critics = EntityCritics(self.actor, cost_heads, entity_critic_arch, int(entity_layout[1]))
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critics_target = copy.deepcopy(self.critics).requires_grad_(False)
         self.actor_optimizer = th.optim.Adam(self.actor.parameters(), lr=actor_lr, fused=True)
         self.critic_optimizer = th.optim.Adam(self.critics.parameters(), lr=critic_lr, fused=True)
+
+    def pessimistic_cost(self, q_c: th.Tensor) -> th.Tensor:
+        """Each cost's largest Q over its ``n_cost_critics`` heads.
+
+        ``(n_cost_critics * n_costs, ...)`` -> ``(n_costs, ...)``; head ``j * n_costs + i`` is critic j of
+        cost i.
+        """
+        return q_c.reshape(self.n_cost_critics, self.n_costs, *q_c.shape[1:]).amax(0)
 
     def forward(self, obs: th.Tensor, deterministic: bool = False) -> th.Tensor:
         """Actions in [-1, 1] (``_predict``)."""
@@ -861,10 +881,10 @@ class CVPO(OffPolicyAlgorithm):
             q_r_next, q_c_next = policy.critics_target(batch.next_observations, next_action)
             bootstrap = (batch.discounts * (1.0 - batch.dones)).squeeze(-1)
             target_r = batch.rewards.squeeze(-1) + bootstrap * q_r_next.min(0).values
-            target_c = batch.costs.T + bootstrap * q_c_next
+            target_c = batch.costs.T + bootstrap * policy.pessimistic_cost(q_c_next)
         q_r, q_c = policy.critics(obs, batch.actions)
         critic_loss = F.mse_loss(q_r, target_r.expand_as(q_r))
-        cost_critic_loss = F.mse_loss(q_c, target_c)
+        cost_critic_loss = F.mse_loss(q_c, target_c.repeat(policy.n_cost_critics, 1))
         policy.critic_optimizer.zero_grad()
         (critic_loss + cost_critic_loss).backward()
         nn.utils.clip_grad_norm_(policy.critics.parameters(), cfg.max_grad_norm)
@@ -881,7 +901,7 @@ class CVPO(OffPolicyAlgorithm):
             )
             q_r_p, q_c_p = policy.critics_target.over_particles(obs, particles)  # (2 | n_costs, K, B)
         q_r_np = q_r_p.min(0).values.T.double().cpu().numpy()  # (B, K)
-        q_c_np = q_c_p.transpose(1, 2).double().cpu().numpy()  # (n_costs, B, K)
+        q_c_np = policy.pessimistic_cost(q_c_p).transpose(1, 2).double().cpu().numpy()  # (n_costs, B, K)
         if cfg.cost_value_baseline is not None:
             q_c_np, self.cost_value = centre_cost_q(q_c_np, self.cost_value, cfg.cost_value_baseline)
         self.dual = solve_estep_dual(

@@ -14,6 +14,7 @@ from edgegen.agents.cvpo import (
     CVPO,
     Critics,
     CVPOConfig,
+    CVPOPolicy,
     EntityCritics,
     EntityGaussianActor,
     centre_cost_q,
@@ -303,6 +304,28 @@ def test_bad_inputs():
         CVPO("MlpPolicy", ToyCMDP(), num_particle=4)
     with pytest.raises(ValueError, match="is not a CVPO checkpoint"):
         CVPO.load("nowhere.zip")
+
+
+def test_pessimistic_cost_takes_each_costs_largest_head_and_trains_every_head(tmp_path):
+    box = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+    policy = CVPOPolicy(box, box, lambda _: 1e-3, n_costs=2, net_arch=(8,), n_cost_critics=3)
+    _, q_c = policy.critics(th.zeros(4, 3), th.zeros(4, 3))
+    assert q_c.shape == (6, 4)  # head j * n_costs + i: critic j of cost i
+    heads = th.tensor([[1.0], [9.0], [5.0], [2.0], [3.0], [4.0]])  # cost 0: 1, 5, 3; cost 1: 9, 2, 4
+    np.testing.assert_array_equal(policy.pessimistic_cost(heads).numpy(), [[5.0], [9.0]])
+    with pytest.raises(ValueError, match=r"n_cost_critics is out of range: 0 \(allowed: an integer >= 1\)"):
+        CVPOPolicy(box, box, lambda _: 1e-3, n_cost_critics=0)
+    # in training every head moves (each regresses on the pessimistic target), and the setting survives
+    # save/load
+    env = gym.make("edgegen/FedDiffusion-v0", num_rounds=5, max_episode_steps=5)
+    config = CVPOConfig(learning_starts=20, batch_size=16, num_particles=4)
+    model = CVPO("MlpPolicy", env, config, policy_kwargs={"n_cost_critics": 2, "net_arch": (16,)}, seed=0)
+    before = [p.detach().clone() for p in model.policy.critics.heads.nets[3].parameters()]
+    model.learn(40)
+    after = list(model.policy.critics.heads.nets[3].parameters())  # cost critic 2 of the one cost
+    assert any(not th.equal(b, a) for b, a in zip(before, after, strict=True))
+    model.save(tmp_path / "two_cost_critics")
+    assert CVPO.load(tmp_path / "two_cost_critics.zip").policy.n_cost_critics == 2
 
 
 @pytest.mark.parametrize("env_id", [i for i in gym.registry if i.startswith("edgegen/")])
