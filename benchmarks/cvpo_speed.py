@@ -16,7 +16,7 @@ project's dependencies::
     python3 -m venv /tmp/fsrl && /tmp/fsrl/bin/pip install "numpy==1.26.4" "setuptools==80.*" \\
         torch==2.13.0 "fast-safe-rl==0.1.0" "tianshou==0.5.1" "gymnasium>=1.0,<1.3" "scipy<1.15" \\
         "cvxpy<1.7" && /tmp/fsrl/bin/pip install --no-deps -e .
-    python benchmarks/cvpo_speed.py --fsrl-python /tmp/fsrl/bin/python [--steps 20000] [--seed 0]
+    python benchmarks/cvpo_speed.py --fsrl-python /tmp/fsrl/bin/python [--steps 20000] [--repeats 2]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -100,22 +101,35 @@ def main() -> None:
     parser.add_argument("--envs", nargs="+", default=list(ENVS))
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="runs of each agent, alternating; the table gives medians"
+    )
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {args.repeats}")
     print(
         f"{args.steps} env steps per run, torch and BLAS on 1 thread, CPU (wall) seconds in learn "
-        "(a process each).\n"
+        f"(a process each); median of {args.repeats} run(s) per agent, the two agents alternating.\n"
     )
     print("| env | this project's CVPO (recipe) CPU s | FSRL CVPO (defaults) CPU s | ratio | target |")
     print("|---|---|---|---|---|")
     for env_id in args.envs:
-        a = _run(sys.executable, "ours", env_id, args.steps, args.seed)
-        b = _run(args.fsrl_python, "fsrl", env_id, args.steps, args.seed)
+        ours_runs, fsrl_runs = [], []
+        for _ in range(args.repeats):  # alternating, so a drift in the machine's load hits both sides
+            ours_runs.append(_run(sys.executable, "ours", env_id, args.steps, args.seed))
+            fsrl_runs.append(_run(args.fsrl_python, "fsrl", env_id, args.steps, args.seed))
+        a, b = _median_run(ours_runs), _median_run(fsrl_runs)
         ratio = a["cpu_s"] / b["cpu_s"]
         print(
             f"| {env_id} | {a['cpu_s']:.0f} ({a['wall_s']:.0f}) | {b['cpu_s']:.0f} ({b['wall_s']:.0f}) "
             f"| {ratio:.1f}x | <= 2x |",
             flush=True,
         )
+
+
+def _median_run(runs: list[dict]) -> dict:
+    """Median CPU and wall seconds of repeated runs."""
+    return {key: float(statistics.median(run[key] for run in runs)) for key in ("cpu_s", "wall_s")}
 
 
 if __name__ == "__main__":
