@@ -5,8 +5,8 @@ Off-policy, continuous actions, any number of constraints, built on stable-basel
 ``learn``/``predict``). Reads top to bottom:
 
 1. networks: a diagonal Gaussian actor (tanh-bounded mean, clipped samples), a reward critic with two
-   heads (min for targets) and one cost head per constraint, evaluated as one batched network, all
-   with Polyak-averaged targets; per-entity ("per-device") variants of both;
+   heads (min for targets) and one cost head per constraint (or ``n_cost_critics``, max for targets),
+   all with Polyak-averaged targets; per-entity ("per-device") variants of both;
 2. the policy (:class:`CVPOPolicy`, SB3's ``BasePolicy``) that holds them; ``policy_kwargs`` set the
    network layout;
 3. the E-step: K particles per state from the old (target) policy, the convex dual over
