@@ -899,7 +899,7 @@ class CVPO(OffPolicyAlgorithm):
             particles = (mean_old + std_old * th.randn(k, *mean_old.shape, device=self.device)).clamp(
                 -1.0, 1.0
             )
-            q_r_p, q_c_p = policy.critics_target.over_particles(obs, particles)  # (2 | n_costs, K, B)
+            q_r_p, q_c_p = policy.critics_target.over_particles(obs, particles)  # (2 | cost heads, K, B)
         q_r_np = q_r_p.min(0).values.T.double().cpu().numpy()  # (B, K)
         q_c_np = policy.pessimistic_cost(q_c_p).transpose(1, 2).double().cpu().numpy()  # (n_costs, B, K)
         if cfg.cost_value_baseline is not None:
