@@ -73,8 +73,8 @@ def q_threshold(limit_per_step: float | np.ndarray, gamma: float, horizon: float
     ``limit (1 - gamma^T) / (1 - gamma)`` = ``sum_{t<T} gamma^t limit``; ``horizon=math.inf`` gives the
     infinite-horizon ``limit / (1 - gamma)``.
     """
-    if not 0 < gamma < 1:
-        raise ValueError(f"gamma must be in (0, 1), got {gamma}")
+    if not 0 <= gamma < 1:
+        raise ValueError(f"gamma must be in [0, 1), got {gamma}")
     if horizon < 1:
         raise ValueError(f"horizon must be >= 1, got {horizon}")
     return np.asarray(limit_per_step, dtype=np.float64) * (1 - gamma**horizon) / (1 - gamma)
@@ -169,7 +169,7 @@ class CVPOConfig:
         """Validate the fields."""
         # name: (ok, the allowed range in words)
         checks = {
-            "gamma": (0 < self.gamma < 1, "in (0, 1)"),
+            "gamma": (0 <= self.gamma < 1, "in [0, 1): 0 makes the critics one-step (contextual-bandit) Qs"),
             "n_step": (self.n_step >= 1, ">= 1"),
             "actor_lr": (self.actor_lr > 0, "> 0"),
             "critic_lr": (self.critic_lr > 0, "> 0"),

@@ -36,6 +36,9 @@ def test_q_threshold_is_the_discounted_sum_of_the_per_step_limit():
     np.testing.assert_allclose(q_threshold(189 / 64, 0.97, 64), 84.4, atol=0.1)
     with pytest.raises(ValueError, match="gamma must be in"):
         q_threshold(1.0, 1.0, 10)
+    # gamma = 0: a one-step Q, whose threshold is the per-step limit itself, whatever the horizon
+    for h in (1, 50, math.inf):
+        np.testing.assert_allclose(q_threshold(limit, 0.0, h), limit, rtol=0)
 
 
 def test_infinite_horizon_threshold_is_the_limit_over_one_minus_gamma():
@@ -294,7 +297,7 @@ def test_logs_through_sb3_logger(tmp_path):
 
 
 def test_bad_inputs():
-    with pytest.raises(ValueError, match=r"CVPOConfig\.gamma is out of range: 1\.0 \(allowed: in \(0, 1\)\)"):
+    with pytest.raises(ValueError, match=r"CVPOConfig\.gamma is out of range: 1\.0 \(allowed: in \[0, 1\)"):
         CVPOConfig(gamma=1.0)
     with pytest.raises(ValueError, match="needs a Box action space"):
         CVPO("MlpPolicy", gym.make("CartPole-v1"))
