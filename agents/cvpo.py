@@ -211,6 +211,7 @@ _POLICY_KEYS = {
     "entity_layout": "entity_layout",
     "entity_critic_hidden": "entity_critic_arch",
     "entity_critic_arch": "entity_critic_arch",
+    "entity_critic": "entity_critic",
     "log_std_init": "log_std_init",
     "min_std": "min_std",
     "n_cost_critics": "n_cost_critics",
@@ -414,6 +415,61 @@ class EntityCritics(nn.Module):
         return q[:2], q[2:]
 
 
+class SetHead(nn.Module):
+    """One scalar Q over a set of entities, invariant to their order (a two-stage Deep Set).
+
+    ``x`` ``(..., E, n_in)`` (each entity's features and actions) -> ``(...)``. Stage 1 encodes every
+    entity and averages the codes into a context; stage 2 encodes every entity again beside that
+    context, and the mean and the max of those codes feed the output MLP. The context is what a
+    per-entity term may depend on (SFLAM-v0: a device's share ``w_e / sum w`` needs the others'
+    weights); the max is what a round's latency is (its slowest device). A sum over entities (the
+    ``"sum"`` critic) represents neither.
+    """
+
+    def __init__(self, n_in: int, hidden: Sequence[int]) -> None:
+        super().__init__()
+        *inner, width = hidden
+        self.encode = nn.Sequential(mlp(n_in, width, inner), nn.ReLU())
+        self.encode_in_context = nn.Sequential(mlp(n_in + width, width, inner), nn.ReLU())
+        self.out = mlp(2 * width, 1, (width,))
+
+    def forward(self, x: th.Tensor) -> th.Tensor:
+        """``(..., E, n_in)`` -> ``(...)``."""
+        context = self.encode(x).mean(-2, keepdim=True).expand(*x.shape[:-1], -1)
+        codes = self.encode_in_context(th.cat([x, context], dim=-1))
+        return self.out(th.cat([codes.mean(-2), codes.amax(-2)], dim=-1)).squeeze(-1)
+
+
+class SetCritics(nn.Module):
+    """:class:`Critics` whose heads are :class:`SetHead` s over the entities ``(s_e, g, a_e)``."""
+
+    def __init__(self, actor: EntityGaussianActor, n_costs: int, hidden: Sequence[int], entity_act: int):
+        super().__init__()
+        self.entities, self.entity_obs, self.entity_act = actor.entities, actor.entity_obs, entity_act
+        n_in = self.entity_obs + actor.global_obs + entity_act
+        self.heads = nn.ModuleList([SetHead(n_in, hidden) for _ in range(2 + n_costs)])
+
+    def forward(self, obs: th.Tensor, act: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """Reward Q of both heads ``(2, ...)`` and cost Qs ``(n_costs, ...)``.
+
+        ``act`` may carry leading particle dimensions that ``obs`` broadcasts over.
+        """
+        per_entity_obs = entity_inputs(obs, self.entities, self.entity_obs)
+        per_entity_act = act.reshape(*act.shape[:-1], self.entities, self.entity_act)
+        per_entity_obs = per_entity_obs.expand(*per_entity_act.shape[:-1], per_entity_obs.shape[-1])
+        x = th.cat([per_entity_obs, per_entity_act], dim=-1)
+        q = th.stack([head(x) for head in self.heads])
+        return q[:2], q[2:]
+
+    @th.no_grad()
+    def over_particles(self, obs: th.Tensor, particles: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """``forward`` of ``(B, obs_dim)`` states at each of ``(K, B, act_dim)`` particles, no gradients.
+
+        Reward Qs ``(2, K, B)`` and cost Qs ``(n_costs, K, B)``.
+        """
+        return self.forward(obs, particles)
+
+
 def polyak_update(net: nn.Module, target: nn.Module, tau: float) -> None:
     """``target <- (1 - tau) target + tau net``."""
     with th.no_grad():
@@ -426,7 +482,15 @@ def polyak_update(net: nn.Module, target: nn.Module, tau: float) -> None:
 # ---------------------------------------------------------------------------------------------------
 def check_policy_kwargs(policy_kwargs: dict[str, Any]) -> None:
     """Raise ``TypeError`` for an unknown network key, ``ValueError`` for a bad value (before building)."""
-    known = {"net_arch", "entity_layout", "entity_critic_arch", "log_std_init", "min_std", "n_cost_critics"}
+    known = {
+        "net_arch",
+        "entity_layout",
+        "entity_critic_arch",
+        "entity_critic",
+        "log_std_init",
+        "min_std",
+        "n_cost_critics",
+    }
     unknown = sorted(set(policy_kwargs) - known)
     if unknown:
         raise TypeError(f"unknown CVPO policy_kwargs {unknown}; it takes {sorted(known)}")
@@ -453,6 +517,7 @@ def check_policy_kwargs(policy_kwargs: dict[str, Any]) -> None:
             or (isinstance(critic, tuple | list) and all(isinstance(w, int) and w >= 1 for w in critic)),
             "None or a list of layer widths >= 1",
         ),
+        "entity_critic": (get("entity_critic", "sum") in ("sum", "set"), "'sum' or 'set'"),
         "log_std_init": (isinstance(get("log_std_init", 0.0), int | float), "a number"),
         "min_std": (
             min_std is None or (isinstance(min_std, int | float) and 0 < min_std < 1),
@@ -470,6 +535,8 @@ def check_policy_kwargs(policy_kwargs: dict[str, Any]) -> None:
         raise ValueError(
             "CVPO policy_kwargs entity_critic_arch needs entity_layout (the entities to sum over)"
         )
+    if get("entity_critic", "sum") != "sum" and critic is None:
+        raise ValueError("CVPO policy_kwargs entity_critic='set' needs entity_critic_arch (its layers)")
 
 
 class CVPOPolicy(BasePolicy):
@@ -495,6 +562,11 @@ class CVPOPolicy(BasePolicy):
             their order. Exact where reward and costs are sums of per-entity terms (FedDiffusion-v0:
             energy and late devices), and each transition then trains q once per entity. ``None``:
             whole-state critics of ``net_arch``.
+        entity_critic: how the entity critics (``entity_critic_arch``) combine the entities: ``"sum"``
+            (above) or ``"set"``, an order-invariant Deep Set per head (:class:`SetHead`) that sees the
+            entities' mean code as context and pools them by mean and max: for costs that are a max
+            over entities of terms coupled through a shared budget (SFLAM-v0's round latency: the
+            slowest device, each device's share a fraction of all weights).
         log_std_init: initial log std of the (state-independent) policy.
         min_std: floor of the policy's std during training (``None``: e^-10). Where the reward's
             dependence on an action is small next to its spread over states (FedDiffusion-v0: ~0.02 per
@@ -519,6 +591,7 @@ class CVPOPolicy(BasePolicy):
         net_arch: Sequence[int] = (128, 128),
         entity_layout: Sequence[int] | None = None,
         entity_critic_arch: Sequence[int] | None = None,
+        entity_critic: str = "sum",
         log_std_init: float = -0.5,
         min_std: float | None = None,
         n_cost_critics: int = 1,
@@ -529,6 +602,7 @@ class CVPOPolicy(BasePolicy):
                 "net_arch": tuple(net_arch),
                 "entity_layout": entity_layout,
                 "entity_critic_arch": entity_critic_arch,
+                "entity_critic": entity_critic,
                 "log_std_init": log_std_init,
                 "min_std": min_std,
                 "n_cost_critics": n_cost_critics,
@@ -552,7 +626,8 @@ class CVPOPolicy(BasePolicy):
         else:
             # check_policy_kwargs: entity critics need a layout
             assert isinstance(self.actor, EntityGaussianActor) and entity_layout is not None
-            self.critics = EntityCritics(self.actor, cost_heads, entity_critic_arch, int(entity_layout[1]))
+            critic_class = SetCritics if entity_critic == "set" else EntityCritics
+            self.critics = critic_class(self.actor, cost_heads, entity_critic_arch, int(entity_layout[1]))
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critics_target = copy.deepcopy(self.critics).requires_grad_(False)
         self.actor_optimizer = th.optim.Adam(self.actor.parameters(), lr=actor_lr, fused=True)
