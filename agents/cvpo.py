@@ -439,6 +439,25 @@ class SetHead(nn.Module):
         codes = self.encode_in_context(th.cat([x, context], dim=-1))
         return self.out(th.cat([codes.mean(-2), codes.amax(-2)], dim=-1)).squeeze(-1)
 
+    @th.no_grad()
+    def evaluate(self, x: th.Tensor) -> th.Tensor:
+        """``forward`` without gradients, its ReLUs in place."""
+        context = _run_inplace(self.encode, x).mean(-2, keepdim=True).expand(*x.shape[:-1], -1)
+        codes = _run_inplace(self.encode_in_context, th.cat([x, context], dim=-1))
+        return _run_inplace(self.out, th.cat([codes.mean(-2), codes.amax(-2)], dim=-1)).squeeze(-1)
+
+
+def _run_inplace(net: nn.Sequential, x: th.Tensor) -> th.Tensor:
+    """A ReLU MLP (possibly nested ``nn.Sequential``) on ``x``, its ReLUs in place; no autograd."""
+    for layer in net:
+        if isinstance(layer, nn.Sequential):
+            x = _run_inplace(layer, x)
+        elif isinstance(layer, nn.Linear):
+            x = F.linear(x, layer.weight, layer.bias)
+        else:  # nn.ReLU
+            x = x.relu_()
+    return x
+
 
 class SetCritics(nn.Module):
     """:class:`Critics` whose heads are :class:`SetHead` s over the entities ``(s_e, g, a_e)``."""
@@ -465,9 +484,15 @@ class SetCritics(nn.Module):
     def over_particles(self, obs: th.Tensor, particles: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         """``forward`` of ``(B, obs_dim)`` states at each of ``(K, B, act_dim)`` particles, no gradients.
 
-        Reward Qs ``(2, K, B)`` and cost Qs ``(n_costs, K, B)``.
+        Reward Qs ``(2, K, B)`` and cost Qs ``(n_costs, K, B)``; the ReLUs run in place (the E-step's
+        K x B x entities rows make the activations memory-bound).
         """
-        return self.forward(obs, particles)
+        per_entity_obs = entity_inputs(obs, self.entities, self.entity_obs)
+        per_entity_act = particles.reshape(*particles.shape[:-1], self.entities, self.entity_act)
+        per_entity_obs = per_entity_obs.expand(*per_entity_act.shape[:-1], per_entity_obs.shape[-1])
+        x = th.cat([per_entity_obs, per_entity_act], dim=-1)
+        q = th.stack([head.evaluate(x) for head in self.heads])
+        return q[:2], q[2:]
 
 
 def polyak_update(net: nn.Module, target: nn.Module, tau: float) -> None:
