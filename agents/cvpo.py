@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 import gymnasium as gym
 import numpy as np
@@ -491,7 +491,7 @@ class SetCritics(nn.Module):
         per_entity_act = particles.reshape(*particles.shape[:-1], self.entities, self.entity_act)
         per_entity_obs = per_entity_obs.expand(*per_entity_act.shape[:-1], per_entity_obs.shape[-1])
         x = th.cat([per_entity_obs, per_entity_act], dim=-1)
-        q = th.stack([head.evaluate(x) for head in self.heads])
+        q = th.stack([cast(SetHead, head).evaluate(x) for head in self.heads])
         return q[:2], q[2:]
 
 
