@@ -96,6 +96,26 @@ def test_normalize_costs_divides_by_the_limits_and_any_agent_sees_limits_of_one(
         assert info["cost"] == raw["cost"] == pytest.approx(max(raw["costs"] / limits), rel=1e-15)
 
 
+def test_clip_costs_caps_each_cost_at_a_multiple_of_its_limit_and_keeps_the_rest():
+    from edgegen.envs.cmdp import ClipCosts
+
+    plain, wrapped = gym.make("edgegen/SFLAM-v0"), ClipCosts(gym.make("edgegen/SFLAM-v0"), max_multiple=4.0)
+    assert get_cost_spec(wrapped) == get_cost_spec(plain)
+    plain.reset(seed=3)
+    wrapped.reset(seed=3)
+    clipped = kept = 0
+    for a in np.clip(0.5 + np.random.default_rng(1).normal(0, 0.3, (20, 30)), -1, 1).astype(np.float32):
+        raw = plain.step(a)[4]["costs"][0]
+        info = wrapped.step(a)[4]
+        assert info["costs_raw"][0] == raw
+        # the cap is 4 x 2.5 s = 10 s; these actions give rounds of 7-15 s, on both sides of it
+        assert info["costs"][0] == (10.0 if raw > 10.0 else raw)
+        clipped, kept = clipped + (raw > 10.0), kept + (raw <= 10.0)
+    assert clipped > 0 and kept > 0, (clipped, kept)
+    with pytest.raises(ValueError, match="max_multiple must be > 1"):
+        ClipCosts(gym.make("edgegen/SFLAM-v0"), max_multiple=1.0)
+
+
 def test_ppo_lagrangian_on_normalized_costs_moves_its_multipliers_as_on_raw_costs():
     # PPOLagrangian's multiplier step is on cost / limit - 1: the wrapper must not change it. (Only
     # the first step is compared: later rollouts differ, as the cost critics learn other scales.)
