@@ -17,7 +17,8 @@ stepped with the particle). Reported: the mean one-step cost, the critics' mean 
 stationary approximation ``c + gamma c_mean / (1 - gamma)``, the particles' spread of true latency
 within a round, and the correlation and the regression slope of Q_c on the true latency within a
 round (what lets the E-step's re-weighting lower the cost; at gamma 0.5 a slope of 1 is exact, since
-a round's latency does not change later rounds).
+a round's latency does not change later rounds). A critic that has gone flat around the policy
+shows as a slope near 0; its correlation is then float round-off and means nothing.
 
     python benchmarks/sflam_cost_critic.py fit [--steps 4000] [--transitions 20000]
     python benchmarks/sflam_cost_critic.py check runs/.../model.zip
