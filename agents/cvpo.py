@@ -450,7 +450,7 @@ class SetHead(nn.Module):
 
     @th.no_grad()
     def evaluate(self, x: th.Tensor) -> th.Tensor:
-        """``forward`` without gradients, its ReLUs in place."""
+        """``forward`` without gradients, its activations in place."""
         context = _run_inplace(self.encode, x).mean(-2, keepdim=True).expand(*x.shape[:-1], -1)
         codes = _run_inplace(self.encode_in_context, th.cat([x, context], dim=-1))
         return _run_inplace(self.out, th.cat([codes.mean(-2), codes.amax(-2)], dim=-1)).squeeze(-1)
@@ -484,24 +484,25 @@ class SetCritics(nn.Module):
 
         ``act`` may carry leading particle dimensions that ``obs`` broadcasts over.
         """
+        x = self._entity_rows(obs, act)
+        q = th.stack([head(x) for head in self.heads])
+        return q[:2], q[2:]
+
+    def _entity_rows(self, obs: th.Tensor, act: th.Tensor) -> th.Tensor:
+        """``(..., E, entity_obs + global + entity_act)``: each entity's features, then its actions."""
         per_entity_obs = entity_inputs(obs, self.entities, self.entity_obs)
         per_entity_act = act.reshape(*act.shape[:-1], self.entities, self.entity_act)
         per_entity_obs = per_entity_obs.expand(*per_entity_act.shape[:-1], per_entity_obs.shape[-1])
-        x = th.cat([per_entity_obs, per_entity_act], dim=-1)
-        q = th.stack([head(x) for head in self.heads])
-        return q[:2], q[2:]
+        return th.cat([per_entity_obs, per_entity_act], dim=-1)
 
     @th.no_grad()
     def over_particles(self, obs: th.Tensor, particles: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         """``forward`` of ``(B, obs_dim)`` states at each of ``(K, B, act_dim)`` particles, no gradients.
 
-        Reward Qs ``(2, K, B)`` and cost Qs ``(n_costs, K, B)``; the ReLUs run in place (the E-step's
-        K x B x entities rows make the activations memory-bound).
+        Reward Qs ``(2, K, B)`` and cost Qs ``(n_costs, K, B)``; the activations run in place (the
+        E-step's K x B x entities rows make them memory-bound).
         """
-        per_entity_obs = entity_inputs(obs, self.entities, self.entity_obs)
-        per_entity_act = particles.reshape(*particles.shape[:-1], self.entities, self.entity_act)
-        per_entity_obs = per_entity_obs.expand(*per_entity_act.shape[:-1], per_entity_obs.shape[-1])
-        x = th.cat([per_entity_obs, per_entity_act], dim=-1)
+        x = self._entity_rows(obs, particles)
         q = th.stack([cast(SetHead, head).evaluate(x) for head in self.heads])
         return q[:2], q[2:]
 
@@ -571,8 +572,10 @@ def check_policy_kwargs(policy_kwargs: dict[str, Any]) -> None:
         raise ValueError(
             "CVPO policy_kwargs entity_critic_arch needs entity_layout (the entities to sum over)"
         )
-    if get("entity_critic", "sum") != "sum" and critic is None:
-        raise ValueError("CVPO policy_kwargs entity_critic='set' needs entity_critic_arch (its layers)")
+    if get("entity_critic", "sum") != "sum" and not critic:
+        raise ValueError(
+            "CVPO policy_kwargs entity_critic='set' needs entity_critic_arch with at least one layer"
+        )
 
 
 class CVPOPolicy(BasePolicy):

@@ -532,6 +532,31 @@ def test_entity_critics_are_permutation_invariant_sums_over_devices(tmp_path):
         CVPO("MlpPolicy", env, policy_kwargs={"entity_critic_arch": (8,)})
     with pytest.raises(ValueError, match=r"policy_kwargs entity_critic_arch is out of range"):
         CVPO("MlpPolicy", env, policy_kwargs={"entity_layout": (3, 1), "entity_critic_arch": (0,)})
+    with pytest.raises(ValueError, match=r"policy_kwargs entity_critic is out of range: 'max'"):
+        CVPO("MlpPolicy", env, policy_kwargs={"entity_layout": (3, 1), "entity_critic": "max"})
+    with pytest.raises(ValueError, match=r"entity_critic='set' needs entity_critic_arch with at least one"):
+        CVPO("MlpPolicy", env, policy_kwargs={"entity_layout": (3, 1), "entity_critic": "set"})
+    with pytest.raises(ValueError, match=r"entity_critic='set' needs entity_critic_arch with at least one"):
+        CVPO(
+            "MlpPolicy",
+            env,
+            policy_kwargs={"entity_layout": (3, 1), "entity_critic": "set", "entity_critic_arch": ()},
+        )
+    # a set critic saves and loads like the sum critic
+    set_kwargs = {
+        "net_arch": (16,),
+        "entity_layout": (3, 1),
+        "entity_critic_arch": (8,),
+        "entity_critic": "set",
+    }
+    model = CVPO("MlpPolicy", env, policy_kwargs=set_kwargs, seed=0)
+    model.save(tmp_path / "set_critic")
+    loaded = CVPO.load(tmp_path / "set_critic.zip")
+    assert isinstance(loaded.policy.critics, SetCritics) and loaded.policy_kwargs["entity_critic"] == "set"
+    with th.no_grad():
+        np.testing.assert_array_equal(
+            loaded.policy.critics(obs, act)[0].numpy(), model.policy.critics(obs, act)[0].numpy()
+        )
 
 
 @pytest.mark.parametrize("entity_layout", [None, (3, 1)])
