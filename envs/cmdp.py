@@ -224,7 +224,9 @@ class ClipCosts(_CostInfoWrapper):
     samples then dominate a squared loss while the policy works near the limit. A cap of a few
     limits leaves every cost near the limit as it is and bounds the rest. The capped average is
     below the true one only when some steps pass the cap, so evaluate on the plain env: the protocol
-    scores raw costs. ``info["costs_raw"]`` keeps the raw costs; ``cost_spec`` is unchanged.
+    scores raw costs. ``info["costs_raw"]`` keeps the raw costs; ``info["cost"]`` (``max_i c_i / l_i``)
+    is capped at ``max_multiple`` alike, so agents that read it see the same cap; ``cost_spec`` is
+    unchanged.
 
     Args:
         env: an edgegen env (or any env with ``cost_spec`` and ``info["costs"]``).
@@ -236,12 +238,15 @@ class ClipCosts(_CostInfoWrapper):
         if not max_multiple > 1:
             raise ValueError(f"max_multiple must be > 1 (a cap above the limit), got {max_multiple}")
         self.cost_spec = get_cost_spec(env)
-        self._caps = max_multiple * self.cost_spec.limits_array
+        self._max_multiple = float(max_multiple)
+        self._caps = self._max_multiple * self.cost_spec.limits_array
 
     def _rewrite(self, info: dict[str, Any]) -> dict[str, Any]:
         info = dict(info)
         info["costs_raw"] = info["costs"]
         info["costs"] = np.minimum(np.asarray(info["costs"], dtype=np.float64), self._caps)
+        if "cost" in info:  # max_i min(c_i / l_i, m) = min(max_i c_i / l_i, m)
+            info["cost"] = min(float(info["cost"]), self._max_multiple)
         return info
 
 

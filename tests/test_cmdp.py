@@ -110,6 +110,7 @@ def test_clip_costs_caps_each_cost_at_a_multiple_of_its_limit_and_keeps_the_rest
         assert info["costs_raw"][0] == raw
         # the cap is 4 x 2.5 s = 10 s; these actions give rounds of 7-15 s, on both sides of it
         assert info["costs"][0] == (10.0 if raw > 10.0 else raw)
+        assert info["cost"] == pytest.approx(info["costs"][0] / 2.5, rel=1e-12)  # one cost: its share
         clipped, kept = clipped + (raw > 10.0), kept + (raw <= 10.0)
     assert clipped > 0 and kept > 0, (clipped, kept)
     with pytest.raises(ValueError, match="max_multiple must be > 1"):
