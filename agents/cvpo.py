@@ -384,6 +384,19 @@ class Critics(nn.Module):
         return q[:2], q[2:]
 
 
+def _entity_rows(
+    obs: th.Tensor, act: th.Tensor, entities: int, entity_obs: int, entity_act: int
+) -> th.Tensor:
+    """``(..., E, entity_obs + global + entity_act)``: each entity's features, then its actions.
+
+    ``act`` may carry leading (particle) dimensions that ``obs`` broadcasts over.
+    """
+    per_entity_obs = entity_inputs(obs, entities, entity_obs)
+    per_entity_act = act.reshape(*act.shape[:-1], entities, entity_act)
+    per_entity_obs = per_entity_obs.expand(*per_entity_act.shape[:-1], per_entity_obs.shape[-1])
+    return th.cat([per_entity_obs, per_entity_act], dim=-1)
+
+
 class EntityCritics(nn.Module):
     """:class:`Critics` whose heads are sums over entities, ``sum_e q(s_e, g, a_e)``."""
 
@@ -394,14 +407,7 @@ class EntityCritics(nn.Module):
 
     def forward(self, obs: th.Tensor, act: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         """Reward Q of both heads ``(2, batch)`` and cost Qs ``(n_costs, batch)``."""
-        per_entity = th.cat(
-            [
-                entity_inputs(obs, self.entities, self.entity_obs),
-                act.reshape(*act.shape[:-1], self.entities, self.entity_act),
-            ],
-            dim=-1,
-        )
-        q = self.heads(per_entity).sum(-1)
+        q = self.heads(_entity_rows(obs, act, self.entities, self.entity_obs, self.entity_act)).sum(-1)
         return q[:2], q[2:]
 
     def over_particles(self, obs: th.Tensor, particles: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
@@ -484,16 +490,9 @@ class SetCritics(nn.Module):
 
         ``act`` may carry leading particle dimensions that ``obs`` broadcasts over.
         """
-        x = self._entity_rows(obs, act)
+        x = _entity_rows(obs, act, self.entities, self.entity_obs, self.entity_act)
         q = th.stack([head(x) for head in self.heads])
         return q[:2], q[2:]
-
-    def _entity_rows(self, obs: th.Tensor, act: th.Tensor) -> th.Tensor:
-        """``(..., E, entity_obs + global + entity_act)``: each entity's features, then its actions."""
-        per_entity_obs = entity_inputs(obs, self.entities, self.entity_obs)
-        per_entity_act = act.reshape(*act.shape[:-1], self.entities, self.entity_act)
-        per_entity_obs = per_entity_obs.expand(*per_entity_act.shape[:-1], per_entity_obs.shape[-1])
-        return th.cat([per_entity_obs, per_entity_act], dim=-1)
 
     @th.no_grad()
     def over_particles(self, obs: th.Tensor, particles: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
@@ -502,7 +501,7 @@ class SetCritics(nn.Module):
         Reward Qs ``(2, K, B)`` and cost Qs ``(n_costs, K, B)``; the activations run in place (the
         E-step's K x B x entities rows make them memory-bound).
         """
-        x = self._entity_rows(obs, particles)
+        x = _entity_rows(obs, particles, self.entities, self.entity_obs, self.entity_act)
         q = th.stack([cast(SetHead, head).evaluate(x) for head in self.heads])
         return q[:2], q[2:]
 
