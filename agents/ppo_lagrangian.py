@@ -10,6 +10,12 @@ episodes' average cost per step against each per-step limit, on the normalised e
 - ``lagrangian="pid"``: PID-Lagrangian (Stooke, Achiam, Abbeel, ICML 2020):
   ``I_i <- max(0, I_i + e_i)`` (anti-windup), ``D_i = max(0, J_ci - J_ci,prev) / d_i`` (only a rising
   cost), ``lambda_i = max(0, K_P e_i + K_I I_i + K_D D_i)``.
+
+``cost_feedback="deterministic"`` feeds the multipliers the costs of the policy that is deployed
+(its mean action, on a copy of the first training env) instead of those of the stochastic rollouts.
+On MEG-v0 the optimum mixes two nearly tied actions; a Gaussian policy mixes them by its noise around
+a flat mean, whose deterministic action then takes the cheaper one everywhere (docs/experiments.md,
+eighth session). Those evaluation episodes are env steps too: they count in ``num_timesteps``.
 """
 
 from __future__ import annotations
@@ -58,6 +64,15 @@ class PPOLagrangian(PPO):
         cost_gamma: discount of the costs (default: ``gamma``).
         cost_gae_lambda: GAE lambda of the costs (default: ``gae_lambda``).
         cost_vf_coef: weight of the cost value losses.
+        cost_feedback: which costs update the multipliers: ``"rollout"`` (the stochastic rollouts'
+            finished episodes) or ``"deterministic"`` (``feedback_episodes`` episodes of the
+            deterministic policy before every update, on a deep copy of the first env of a
+            ``DummyVecEnv``; their steps count in ``num_timesteps``).
+        feedback_episodes: episodes per update with ``cost_feedback="deterministic"`` (>= 1).
+        log_std_final: if set, the Gaussian policy's log std is capped by a schedule that falls
+            linearly from its initial value (``policy_kwargs["log_std_init"]``) to this value at the end
+            of training, so that the deterministic (mean) action the policy is evaluated with acts
+            like the stochastic policy it was trained as.
         **kwargs: any argument of stable-baselines3's ``PPO`` (``n_steps``, ``learning_rate``, ...).
     """
 
@@ -81,10 +96,21 @@ class PPOLagrangian(PPO):
         cost_gamma: float | None = None,
         cost_gae_lambda: float | None = None,
         cost_vf_coef: float = 0.5,
+        cost_feedback: Literal["rollout", "deterministic"] = "rollout",
+        feedback_episodes: int = 2,
+        log_std_final: float | None = None,
         **kwargs: Any,
     ) -> None:
         if lagrangian not in ("gradient", "pid"):
             raise ValueError(f"lagrangian must be 'gradient' or 'pid', got {lagrangian!r}")
+        if cost_feedback not in ("rollout", "deterministic"):
+            raise ValueError(f"cost_feedback must be 'rollout' or 'deterministic', got {cost_feedback!r}")
+        if (
+            not isinstance(feedback_episodes, int)
+            or isinstance(feedback_episodes, bool)
+            or feedback_episodes < 1
+        ):
+            raise ValueError(f"feedback_episodes must be an int >= 1, got {feedback_episodes!r}")
         for name, value in (
             ("lambda_init", lambda_init),
             ("lambda_lr", lambda_lr),
@@ -112,6 +138,8 @@ class PPOLagrangian(PPO):
         self.lambda_lr, self.lambda_max = lambda_lr, lambda_max
         self.pid_kp, self.pid_ki, self.pid_kd = pid_kp, pid_ki, pid_kd
         self.cost_vf_coef = cost_vf_coef
+        self.log_std_final = log_std_final
+        self.cost_feedback, self.feedback_episodes = cost_feedback, feedback_episodes
         # SB3's load() calls the constructor without env and restores cost_spec (and the multiplier
         # state) from the checkpoint afterwards.
         if env is not None:
@@ -199,6 +227,10 @@ class PPOLagrangian(PPO):
         self._ep_cost_sums = np.zeros((self.n_envs, self.cost_spec.num_costs))
         self._env_label = env_label(self.env) if self.env is not None else "env"
         self._ep_lengths = np.zeros(self.n_envs, dtype=np.int64)
+        self._feedback_env: gym.Env | None = None  # built at the first update that needs it
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_feedback_env"]
 
     # ---------------------------------------------------------------------------------------------
     # Rollouts: SB3's loop, plus costs (bootstrapped at time-limit truncation like the reward).
@@ -305,17 +337,7 @@ class PPOLagrangian(PPO):
     # ---------------------------------------------------------------------------------------------
     def train(self) -> None:
         """Update the multipliers, then the policy and all critics on the collected rollout."""
-        names = self.cost_spec.names
-        if self._finished_costs:
-            episode_cost = np.mean(self._finished_costs, axis=0)
-            self.update_multipliers(episode_cost)
-            for name, value in zip(names, episode_cost, strict=True):
-                self.logger.record(f"rollout/cost_per_step/{name}", float(value))
-        if self.ep_cost_buffer:
-            mean_sums = np.mean(self.ep_cost_buffer, axis=0)
-            for name, value in zip(names, mean_sums, strict=True):
-                self.logger.record(f"rollout/ep_cost_mean/{name}", float(value))
-
+        self._feed_multipliers()
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
         clip_range = self.clip_range(self._current_progress_remaining)  # type: ignore[operator]
@@ -380,6 +402,7 @@ class PPOLagrangian(PPO):
             if not continue_training:
                 break
 
+        self._cap_log_std()  # after the update, so that the next rollout samples under the cap
         buffer = self.rollout_buffer
         self.logger.record("train/policy_gradient_loss", _mean(pg_losses))
         self.logger.record("train/value_loss", _mean(value_losses))
@@ -391,11 +414,71 @@ class PPOLagrangian(PPO):
             "train/explained_variance", explained_variance(buffer.values.flatten(), buffer.returns.flatten())
         )
         self.logger.record("train/clip_range", clip_range)
-        for name, value in zip(names, self.lambdas, strict=True):
+        for name, value in zip(self.cost_spec.names, self.lambdas, strict=True):
             self.logger.record(f"train/lambda/{name}", float(value))
         if hasattr(self.policy, "log_std"):
             self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+
+    def _feed_multipliers(self) -> None:
+        """Update the multipliers from this rollout's episodes (or the deterministic policy's); log costs."""
+        names = self.cost_spec.names
+        if self._finished_costs:
+            episode_cost = np.mean(self._finished_costs, axis=0)
+            if self.cost_feedback == "rollout":
+                self.update_multipliers(episode_cost)
+            for name, value in zip(names, episode_cost, strict=True):
+                self.logger.record(f"rollout/cost_per_step/{name}", float(value))
+        if self.cost_feedback == "deterministic":
+            deployed_cost = self._deterministic_costs()
+            self.update_multipliers(deployed_cost)
+            for name, value in zip(names, deployed_cost, strict=True):
+                self.logger.record(f"rollout/deterministic_cost_per_step/{name}", float(value))
+        if self.ep_cost_buffer:
+            mean_sums = np.mean(self.ep_cost_buffer, axis=0)
+            for name, value in zip(names, mean_sums, strict=True):
+                self.logger.record(f"rollout/ep_cost_mean/{name}", float(value))
+
+    def _deterministic_costs(self) -> np.ndarray:
+        """Mean cost per step of ``feedback_episodes`` episodes of the deterministic policy."""
+        if self._feedback_env is None:
+            envs = getattr(self.env, "envs", None)
+            if not envs:
+                raise ValueError(
+                    "cost_feedback='deterministic' runs the policy on a copy of the first training env, "
+                    f"which needs a DummyVecEnv; got {type(self.env).__name__}"
+                )
+            import copy
+
+            self._feedback_env = copy.deepcopy(envs[0])
+            seed = None if self.seed is None else self.seed + 7_919  # a stream apart from the rollouts'
+            obs, _ = self._feedback_env.reset(seed=seed)
+        else:
+            obs, _ = self._feedback_env.reset()
+        per_step = []
+        for episode in range(self.feedback_episodes):
+            if episode:
+                obs, _ = self._feedback_env.reset()
+            total, steps, done = np.zeros(self.cost_spec.num_costs), 0, False
+            while not done:
+                action, _ = self.predict(obs, deterministic=True)
+                obs, _, terminated, truncated, info = self._feedback_env.step(action)
+                total += costs_from_infos([info], self.cost_spec.num_costs, "PPOLagrangian")[0]
+                steps += 1
+                done = terminated or truncated
+            per_step.append(total / steps)
+            self.num_timesteps += steps  # the step budget covers these steps too
+        return np.mean(per_step, axis=0)
+
+    def _cap_log_std(self) -> None:
+        """Hold the policy's log std under the ``log_std_final`` schedule (see the class docstring)."""
+        if self.log_std_final is None:
+            return
+        start = float(self.policy_kwargs.get("log_std_init", 0.0))
+        progress = self._current_progress_remaining  # 1 at the start of training, 0 at the end
+        cap = self.log_std_final + (start - self.log_std_final) * progress
+        with th.no_grad():
+            self.policy.log_std.clamp_(max=cap)
 
     def learn(
         self: SelfPPOLagrangian,

@@ -217,3 +217,127 @@ def test_evaluate_policy_with_cost_counts_violations():
     assert oracle.summary()["reward"] > late.summary()["reward"]
     with pytest.raises(ValueError, match="n_episodes must be >= 1"):
         evaluate_policy_with_cost(AllLate(), env, n_episodes=0)
+
+
+class DeterministicCostByHand(BaseCallback):
+    """At each rollout's end: the multiplier the next update must give, from the mean action's cost.
+
+    Plays ``feedback_episodes`` ToyCMDP episodes with the deterministic policy by hand (the toy's cost
+    is ``u0``; its episodes do not depend on the seed) and applies the gradient rule to their cost.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.expected, self.rollout_costs = [], []
+
+    def _on_rollout_end(self) -> None:
+        model, env = self.model, ToyCMDP()
+        costs = []
+        for _ in range(model.feedback_episodes):
+            obs, _ = env.reset()
+            total, done = 0.0, False
+            while not done:
+                obs, _, terminated, truncated, info = env.step(model.predict(obs, deterministic=True)[0])
+                total += info["costs"][0]
+                done = terminated or truncated
+            costs.append(total / env.horizon)
+        lam = max(0.0, model.lambdas[0] + model.lambda_lr * (np.mean(costs) / 0.3 - 1.0))
+        self.expected.append(lam)
+        self.rollout_costs.append(float(np.mean(model._finished_costs)))
+
+    def _on_step(self) -> bool:
+        return True
+
+
+def test_deterministic_cost_feedback_feeds_the_mean_actions_cost_and_counts_its_steps():
+    env = make_vec_env(ToyCMDP, n_envs=2, seed=0)
+    model = PPOLagrangian(
+        "MlpPolicy",
+        env,
+        cost_feedback="deterministic",
+        feedback_episodes=3,
+        lambda_lr=0.5,
+        n_steps=20,
+        batch_size=40,
+        seed=0,
+        policy_kwargs={"log_std_init": 0.5},  # wide noise: the rollouts' cost differs from the mean's
+    )
+    by_hand = DeterministicCostByHand()
+    seen = []
+
+    class Multipliers(BaseCallback):
+        def _on_rollout_start(self) -> None:
+            seen.append(float(self.model.lambdas[0]))
+
+        def _on_step(self) -> bool:
+            return True
+
+    model.learn(120, callback=[by_hand, Multipliers()])
+    # each update took its multiplier from three deterministic episodes, not from the rollouts
+    np.testing.assert_allclose(seen[1:], by_hand.expected[: len(seen) - 1], rtol=1e-6)
+    np.testing.assert_allclose(model.lambdas[0], by_hand.expected[-1], rtol=1e-6)
+    rollout_rule = [max(0.0, 0.5 * (c / 0.3 - 1.0)) for c in by_hand.rollout_costs]
+    assert abs(rollout_rule[0] - by_hand.expected[0]) > 1e-3
+    # the evaluation episodes count: 40 rollout steps + 30 feedback steps per update, until >= 120
+    assert model.num_timesteps == 2 * (40 + 30)
+
+
+def test_deterministic_cost_feedback_survives_save_load(tmp_path):
+    env = make_vec_env(ToyCMDP, n_envs=1, seed=1)
+    model = PPOLagrangian(
+        "MlpPolicy",
+        env,
+        cost_feedback="deterministic",
+        feedback_episodes=1,
+        n_steps=20,
+        batch_size=20,
+        seed=1,
+    )
+    model.learn(20)
+    assert model._feedback_env is not None
+    model.save(tmp_path / "model")
+    loaded = PPOLagrangian.load(tmp_path / "model", env=env)
+    assert loaded.cost_feedback == "deterministic" and loaded.feedback_episodes == 1
+    assert loaded._feedback_env is None  # rebuilt from the env at its next update
+    loaded.learn(20)
+    assert loaded._feedback_env is not None
+
+
+def test_log_std_final_caps_the_std_on_a_linear_schedule():
+    env = make_vec_env(ToyCMDP, n_envs=1, seed=2)
+    model = PPOLagrangian(
+        "MlpPolicy",
+        env,
+        n_steps=50,
+        batch_size=50,
+        seed=2,
+        log_std_final=-2.0,
+        policy_kwargs={"log_std_init": 0.0},
+    )
+    caps = []
+
+    class Cap(BaseCallback):
+        def _on_rollout_start(self) -> None:
+            caps.append(float(self.model.policy.log_std.detach().max()))
+
+        def _on_step(self) -> bool:
+            return True
+
+    model.learn(200, callback=Cap())
+    # rollouts 2-4 start after 1/4, 2/4, 3/4 of the steps: caps 0 + (-2 - 0) * progress done
+    assert caps[0] == pytest.approx(0.0, abs=0.05)  # the initial std (only the optimiser moves it)
+    np.testing.assert_allclose(caps[1:], [-0.5, -1.0, -1.5], atol=1e-6)
+    np.testing.assert_allclose(model.policy.log_std.detach().numpy(), -2.0, atol=1e-6)
+
+
+def test_cost_feedback_arguments_are_checked():
+    env = make_vec_env(ToyCMDP, n_envs=1)
+    with pytest.raises(ValueError, match="cost_feedback must be 'rollout' or 'deterministic'"):
+        PPOLagrangian(env=env, cost_feedback="mean")
+    with pytest.raises(ValueError, match="feedback_episodes must be an int >= 1"):
+        PPOLagrangian(env=env, feedback_episodes=0)
+    subproc = SubprocVecEnv([ToyCMDP])
+    model = PPOLagrangian(env=subproc, cost_feedback="deterministic", n_steps=10, batch_size=10)
+    with pytest.raises(ValueError, match="needs a DummyVecEnv"):
+        model.learn(10)
+    model.env.close()
