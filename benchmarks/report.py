@@ -35,6 +35,7 @@ SECTIONS = (
     ("cvpo_speed", "python benchmarks/cvpo_speed.py --fsrl-python FSRL_VENV/bin/python"),
     ("fed_oracle_speed", "python benchmarks/fed_oracle_speed.py"),
     ("meg_oracle_speed", "python benchmarks/meg_oracle_speed.py"),
+    ("meg_threshold_policies", "python benchmarks/meg_threshold_policies.py"),
     ("env_throughput", "python benchmarks/env_throughput.py"),
     ("vector_throughput", "python benchmarks/vector_throughput.py"),
     ("fed_baselines", "python benchmarks/fed_baselines.py"),
