@@ -47,6 +47,7 @@ from torch.nn import functional as F
 
 from edgegen.agents.checkpoints import CheckpointMismatchError, check_env_fits, checkpoint_kind
 from edgegen.agents.cost_buffer import CostNStepReplayBuffer, CostReplayBufferSamples
+from edgegen.agents.deployed import copy_first_env, deterministic_costs
 from edgegen.agents.entities import entity_count, entity_inputs, resolve_entity_layout
 from edgegen.agents.finite import check_transition, env_label
 from edgegen.envs.cmdp import CostSpec, get_cost_spec
@@ -141,6 +142,19 @@ class CVPOConfig:
     with which states the batch happened to draw: without it the batch mean of Q_c jitters by more
     than the KL-bounded q can correct, and lambda flips between 0 and its cap from batch to batch.
     ``None``: the batch's own Q_c, as in the paper"""
+    cost_feedback: str = "none"
+    """``"deterministic"``: every ``feedback_every`` env steps the deterministic policy plays
+    ``feedback_episodes`` episodes on a copy of the first training env (a ``DummyVecEnv``; the steps
+    count in ``num_timesteps``), and each Q threshold is rescaled by ``exp(-feedback_gain e)`` with
+    ``e = cost / limit - 1`` of those episodes (the scale kept in [1/4, 4]): the E-step's constraint
+    on the stochastic policy moves until the deployed, deterministic policy meets the limits
+    (``agents.deployed``). ``"none"``: the thresholds stay as ``threshold_horizon`` sets them"""
+    feedback_every: int = 1_000
+    """env steps between two cost feedbacks (``cost_feedback="deterministic"``)"""
+    feedback_episodes: int = 2
+    """episodes of the deterministic policy per cost feedback"""
+    feedback_gain: float = 0.5
+    """step of the log threshold scale per unit of relative cost error"""
 
     @classmethod
     def from_dict(cls, settings: dict[str, Any]) -> CVPOConfig:
@@ -194,6 +208,13 @@ class CVPOConfig:
                 self.cost_value_baseline is None or 0 < self.cost_value_baseline <= 1,
                 "None or in (0, 1]",
             ),
+            "cost_feedback": (self.cost_feedback in ("none", "deterministic"), "'none' or 'deterministic'"),
+            "feedback_every": (type(self.feedback_every) is int and self.feedback_every >= 1, "an int >= 1"),
+            "feedback_episodes": (
+                type(self.feedback_episodes) is int and self.feedback_episodes >= 1,
+                "an int >= 1",
+            ),
+            "feedback_gain": (self.feedback_gain > 0, "> 0"),
         }
         for name, (ok, allowed) in checks.items():
             if not ok:
@@ -871,7 +892,9 @@ class CVPO(OffPolicyAlgorithm):
             sde_support=False,
             support_multi_env=True,
         )
-        if self.env is not None:  # load() builds without one and restores what follows from the file
+        # load() builds with _init_setup_model=False and restores what follows from the file (where the
+        # config that set the thresholds is restored too: an env without max_episode_steps loads)
+        if self.env is not None and _init_setup_model:
             spec = get_cost_spec(self.env)
             self.cost_spec: CostSpec = spec if cost_limits is None else spec.with_limits(cost_limits)
             resolve_entity_layout(self.policy_kwargs, self.env, "CVPO")
@@ -884,6 +907,8 @@ class CVPO(OffPolicyAlgorithm):
                 else float(setting)
             )
             self.thresholds = q_threshold(self.cost_spec.limits_array, cfg.gamma, horizon)
+            self.threshold_scale = np.ones(self.cost_spec.num_costs)  # moved by cost_feedback only
+            self._next_feedback = cfg.feedback_every
             self.dual = np.concatenate([[1.0], np.zeros(self.cost_spec.num_costs)])  # (eta, lambda...)
             self.cost_value: np.ndarray | None = None  # running batch cost value (cost_value_baseline)
             self.alpha_mean, self.alpha_std = 0.0, 0.0
@@ -905,6 +930,13 @@ class CVPO(OffPolicyAlgorithm):
         self._ep_cost_sums = np.zeros((self.n_envs, n_costs))
         self._ep_lengths = np.zeros(self.n_envs, dtype=np.int64)
         self._env_label = env_label(self.env) if self.env is not None else "env"
+        self._feedback_env: gym.Env | None = None  # built at the first cost feedback
+        if not hasattr(self, "threshold_scale"):  # a checkpoint from before cost_feedback
+            self.threshold_scale = np.ones(n_costs)
+            self._next_feedback = self.config.feedback_every
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_feedback_env"]
 
     @classmethod
     def for_env(
@@ -972,6 +1004,8 @@ class CVPO(OffPolicyAlgorithm):
     # -- learning -----------------------------------------------------------------------------------
     def train(self, gradient_steps: int, batch_size: int = 256) -> None:
         """``updates_per_step`` updates per env step just collected (``gradient_steps`` of them)."""
+        if self.config.cost_feedback == "deterministic" and self.num_timesteps >= self._next_feedback:
+            self._feed_thresholds()
         self.policy.set_training_mode(True)
         self._update_credit += self.config.updates_per_step * gradient_steps
         losses: dict[str, float] = {}
@@ -981,6 +1015,28 @@ class CVPO(OffPolicyAlgorithm):
         for key, value in losses.items():
             self.logger.record(key, value)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+
+    def _feed_thresholds(self) -> None:
+        """Rescale the Q thresholds by the deployed policy's costs (``CVPOConfig.cost_feedback``)."""
+        cfg, seed = self.config, None
+        if self._feedback_env is None:
+            self._feedback_env = copy_first_env(self.env, "CVPO")
+            seed = None if self.seed is None else self.seed + 7_919  # a stream apart from the rollouts'
+        cost, steps = deterministic_costs(
+            lambda obs: self.predict(obs, deterministic=True)[0],
+            self._feedback_env,
+            cfg.feedback_episodes,
+            self.cost_spec.num_costs,
+            "CVPO",
+            seed,
+        )
+        self.num_timesteps += steps  # the step budget covers these steps too
+        self._next_feedback = self.num_timesteps + cfg.feedback_every
+        error = cost / self.cost_spec.limits_array - 1.0
+        self.threshold_scale = np.clip(self.threshold_scale * np.exp(-cfg.feedback_gain * error), 0.25, 4.0)
+        for i, name in enumerate(self.cost_spec.names):
+            self.logger.record(f"rollout/deterministic_cost_per_step/{name}", float(cost[i]))
+            self.logger.record(f"train/threshold_scale/{name}", float(self.threshold_scale[i]))
 
     def _update(self, batch: CostReplayBufferSamples) -> dict[str, float]:
         """One gradient update: critics, E-step, M-step, targets."""
@@ -1018,7 +1074,12 @@ class CVPO(OffPolicyAlgorithm):
         if cfg.cost_value_baseline is not None:
             q_c_np, self.cost_value = centre_cost_q(q_c_np, self.cost_value, cfg.cost_value_baseline)
         self.dual = solve_estep_dual(
-            q_r_np, q_c_np, cfg.estep_kl, self.thresholds, self.dual, cfg.estep_dual_max
+            q_r_np,
+            q_c_np,
+            cfg.estep_kl,
+            self.thresholds * self.threshold_scale,
+            self.dual,
+            cfg.estep_dual_max,
         )
         eta, lam = self.dual[0], self.dual[1:]
         combined = (q_r_np - _weighted_sum(lam, q_c_np)) / eta

@@ -38,6 +38,7 @@ from torch.nn import functional as F
 from edgegen.agents.checkpoints import CheckpointMismatchError, check_env_fits, checkpoint_kind
 from edgegen.agents.cost_buffer import CostRolloutBuffer, costs_from_infos
 from edgegen.agents.cost_policy import CostActorCriticPolicy
+from edgegen.agents.deployed import copy_first_env, deterministic_costs
 from edgegen.agents.entities import resolve_entity_layout
 from edgegen.agents.finite import check_transition, env_label
 from edgegen.envs.cmdp import CostSpec, get_cost_spec
@@ -441,34 +442,20 @@ class PPOLagrangian(PPO):
 
     def _deterministic_costs(self) -> np.ndarray:
         """Mean cost per step of ``feedback_episodes`` episodes of the deterministic policy."""
+        seed = None
         if self._feedback_env is None:
-            envs = getattr(self.env, "envs", None)
-            if not envs:
-                raise ValueError(
-                    "cost_feedback='deterministic' runs the policy on a copy of the first training env, "
-                    f"which needs a DummyVecEnv; got {type(self.env).__name__}"
-                )
-            import copy
-
-            self._feedback_env = copy.deepcopy(envs[0])
+            self._feedback_env = copy_first_env(self.env, "PPOLagrangian")
             seed = None if self.seed is None else self.seed + 7_919  # a stream apart from the rollouts'
-            obs, _ = self._feedback_env.reset(seed=seed)
-        else:
-            obs, _ = self._feedback_env.reset()
-        per_step = []
-        for episode in range(self.feedback_episodes):
-            if episode:
-                obs, _ = self._feedback_env.reset()
-            total, steps, done = np.zeros(self.cost_spec.num_costs), 0, False
-            while not done:
-                action, _ = self.predict(obs, deterministic=True)
-                obs, _, terminated, truncated, info = self._feedback_env.step(action)
-                total += costs_from_infos([info], self.cost_spec.num_costs, "PPOLagrangian")[0]
-                steps += 1
-                done = terminated or truncated
-            per_step.append(total / steps)
-            self.num_timesteps += steps  # the step budget covers these steps too
-        return np.mean(per_step, axis=0)
+        cost, steps = deterministic_costs(
+            lambda obs: self.predict(obs, deterministic=True)[0],
+            self._feedback_env,
+            self.feedback_episodes,
+            self.cost_spec.num_costs,
+            "PPOLagrangian",
+            seed,
+        )
+        self.num_timesteps += steps  # the step budget covers these steps too
+        return cost
 
     def _cap_log_std(self) -> None:
         """Hold the policy's log std under the ``log_std_final`` schedule (see the class docstring)."""

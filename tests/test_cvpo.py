@@ -579,3 +579,76 @@ def test_min_std_floors_the_policy_std_and_survives_save_load(tmp_path, entity_l
         ValueError, match=r"policy_kwargs min_std is out of range: .* \(allowed: None or in \(0, 1\)\)"
     ):
         CVPO("MlpPolicy", env, policy_kwargs={"min_std": 0.0})
+
+
+def _toy_deterministic_cost(model, episodes: int) -> float:
+    """The toy's cost per step (u0 of the action) of the deterministic policy, played by hand."""
+    env, costs = ToyCMDP(), []
+    for _ in range(episodes):
+        obs, _ = env.reset()
+        total, done = 0.0, False
+        while not done:
+            obs, _, terminated, truncated, info = env.step(model.predict(obs, deterministic=True)[0])
+            total += info["costs"][0]
+            done = terminated or truncated
+        costs.append(total / env.horizon)
+    return float(np.mean(costs))
+
+
+def test_cost_feedback_rescales_the_thresholds_by_the_deterministic_policys_cost(tmp_path):
+    env = DummyVecEnv([ToyCMDP])
+    model = CVPO(
+        "MlpPolicy",
+        env,
+        threshold_horizon=10,
+        cost_feedback="deterministic",
+        feedback_every=100,
+        feedback_episodes=3,
+        feedback_gain=0.5,
+        learning_starts=50,
+        batch_size=16,
+        num_particles=4,
+        updates_per_step=0.1,
+        seed=0,
+    )
+    # the E-step reads the rescaled thresholds; record what it gets
+    seen = []
+    solve = CVPO._update.__globals__["solve_estep_dual"]
+
+    def spy(q_r, q_c, eps, thresholds, dual, dual_max):
+        seen.append(np.array(thresholds))
+        return solve(q_r, q_c, eps, thresholds, dual, dual_max)
+
+    CVPO._update.__globals__["solve_estep_dual"] = spy
+    try:
+        model.learn(99)  # no feedback yet: the thresholds are the configured ones
+        np.testing.assert_array_equal(model.threshold_scale, [1.0])
+        np.testing.assert_allclose(seen[-1], model.thresholds)
+        cost = _toy_deterministic_cost(model, 3)
+        before = model.num_timesteps
+        model.learn(1, reset_num_timesteps=False)  # step 100 reaches feedback_every: one feedback
+        expected = np.clip(np.exp(-0.5 * (cost / 0.3 - 1.0)), 0.25, 4.0)
+        np.testing.assert_allclose(model.threshold_scale, [expected], rtol=1e-6)
+        assert abs(expected - 1.0) > 1e-3  # the untrained mean action is not at the limit
+        # one env step plus three 10-step feedback episodes; the next feedback 100 steps later
+        assert model.num_timesteps == before + 1 + 30
+        assert model._next_feedback == model.num_timesteps + 100
+        updates = len(seen)
+        model.learn(20, reset_num_timesteps=False)  # 0.1 updates per step: two more E-steps
+        assert len(seen) == updates + 2
+        np.testing.assert_allclose(seen[-1], model.thresholds * expected, rtol=1e-6)
+    finally:
+        CVPO._update.__globals__["solve_estep_dual"] = solve
+    model.save(tmp_path / "cvpo")
+    loaded = CVPO.load(tmp_path / "cvpo.zip", env=env)
+    np.testing.assert_array_equal(loaded.threshold_scale, model.threshold_scale)
+    assert loaded._feedback_env is None and loaded.config.cost_feedback == "deterministic"
+
+
+def test_cost_feedback_settings_are_checked():
+    with pytest.raises(ValueError, match=r"CVPOConfig\.cost_feedback is out of range: 'mean'"):
+        CVPOConfig(cost_feedback="mean")
+    with pytest.raises(ValueError, match=r"CVPOConfig\.feedback_every is out of range: 0"):
+        CVPOConfig(feedback_every=0)
+    with pytest.raises(ValueError, match=r"CVPOConfig\.feedback_gain is out of range"):
+        CVPOConfig(feedback_gain=0.0)
