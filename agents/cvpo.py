@@ -47,7 +47,7 @@ from torch.nn import functional as F
 
 from edgegen.agents.checkpoints import CheckpointMismatchError, check_env_fits, checkpoint_kind
 from edgegen.agents.cost_buffer import CostNStepReplayBuffer, CostReplayBufferSamples
-from edgegen.agents.deployed import copy_first_env, deterministic_costs
+from edgegen.agents.deployed import deployed_policy_costs
 from edgegen.agents.entities import entity_count, entity_inputs, resolve_entity_layout
 from edgegen.agents.finite import check_transition, env_label
 from edgegen.envs.cmdp import CostSpec, get_cost_spec
@@ -1018,19 +1018,8 @@ class CVPO(OffPolicyAlgorithm):
 
     def _feed_thresholds(self) -> None:
         """Rescale the Q thresholds by the deployed policy's costs (``CVPOConfig.cost_feedback``)."""
-        cfg, seed = self.config, None
-        if self._feedback_env is None:
-            self._feedback_env = copy_first_env(self.env, "CVPO")
-            seed = None if self.seed is None else self.seed + 7_919  # a stream apart from the rollouts'
-        cost, steps = deterministic_costs(
-            lambda obs: self.predict(obs, deterministic=True)[0],
-            self._feedback_env,
-            cfg.feedback_episodes,
-            self.cost_spec.num_costs,
-            "CVPO",
-            seed,
-        )
-        self.num_timesteps += steps  # the step budget covers these steps too
+        cfg = self.config
+        cost = deployed_policy_costs(self, cfg.feedback_episodes, "CVPO")
         self._next_feedback = self.num_timesteps + cfg.feedback_every
         error = cost / self.cost_spec.limits_array - 1.0
         self.threshold_scale = np.clip(self.threshold_scale * np.exp(-cfg.feedback_gain * error), 0.25, 4.0)

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 from edgegen.agents.cost_buffer import costs_from_infos
 
-__all__ = ["copy_first_env", "deterministic_costs"]
+__all__ = ["copy_first_env", "deployed_policy_costs", "deterministic_costs"]
 
 
 def copy_first_env(vec_env: object, who: str) -> gym.Env:
@@ -58,3 +59,26 @@ def deterministic_costs(
         per_step.append(total / length)
         steps += length
     return np.mean(per_step, axis=0), steps
+
+
+def deployed_policy_costs(model: Any, episodes: int, who: str) -> np.ndarray:
+    """The cost per step of ``model``'s deterministic policy over ``episodes`` episodes.
+
+    ``model`` is an SB3 algorithm with ``cost_spec`` and a ``_feedback_env`` slot (None until the first
+    call, which copies the first training env and seeds it from ``model.seed``, apart from the
+    rollouts' stream). The episodes' steps are added to ``model.num_timesteps``.
+    """
+    seed = None
+    if model._feedback_env is None:
+        model._feedback_env = copy_first_env(model.env, who)
+        seed = None if model.seed is None else model.seed + 7_919
+    cost, steps = deterministic_costs(
+        lambda obs: model.predict(obs, deterministic=True)[0],
+        model._feedback_env,
+        episodes,
+        model.cost_spec.num_costs,
+        who,
+        seed,
+    )
+    model.num_timesteps += steps  # the step budget covers these steps too
+    return cost

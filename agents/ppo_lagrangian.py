@@ -38,7 +38,7 @@ from torch.nn import functional as F
 from edgegen.agents.checkpoints import CheckpointMismatchError, check_env_fits, checkpoint_kind
 from edgegen.agents.cost_buffer import CostRolloutBuffer, costs_from_infos
 from edgegen.agents.cost_policy import CostActorCriticPolicy
-from edgegen.agents.deployed import copy_first_env, deterministic_costs
+from edgegen.agents.deployed import deployed_policy_costs
 from edgegen.agents.entities import resolve_entity_layout
 from edgegen.agents.finite import check_transition, env_label
 from edgegen.envs.cmdp import CostSpec, get_cost_spec
@@ -431,7 +431,7 @@ class PPOLagrangian(PPO):
             for name, value in zip(names, episode_cost, strict=True):
                 self.logger.record(f"rollout/cost_per_step/{name}", float(value))
         if self.cost_feedback == "deterministic":
-            deployed_cost = self._deterministic_costs()
+            deployed_cost = deployed_policy_costs(self, self.feedback_episodes, "PPOLagrangian")
             self.update_multipliers(deployed_cost)
             for name, value in zip(names, deployed_cost, strict=True):
                 self.logger.record(f"rollout/deterministic_cost_per_step/{name}", float(value))
@@ -439,23 +439,6 @@ class PPOLagrangian(PPO):
             mean_sums = np.mean(self.ep_cost_buffer, axis=0)
             for name, value in zip(names, mean_sums, strict=True):
                 self.logger.record(f"rollout/ep_cost_mean/{name}", float(value))
-
-    def _deterministic_costs(self) -> np.ndarray:
-        """Mean cost per step of ``feedback_episodes`` episodes of the deterministic policy."""
-        seed = None
-        if self._feedback_env is None:
-            self._feedback_env = copy_first_env(self.env, "PPOLagrangian")
-            seed = None if self.seed is None else self.seed + 7_919  # a stream apart from the rollouts'
-        cost, steps = deterministic_costs(
-            lambda obs: self.predict(obs, deterministic=True)[0],
-            self._feedback_env,
-            self.feedback_episodes,
-            self.cost_spec.num_costs,
-            "PPOLagrangian",
-            seed,
-        )
-        self.num_timesteps += steps  # the step budget covers these steps too
-        return cost
 
     def _cap_log_std(self) -> None:
         """Hold the policy's log std under the ``log_std_final`` schedule (see the class docstring)."""

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch as th
 from stable_baselines3.common.vec_env import DummyVecEnv
-from toy_cmdp import ToyCMDP
+from toy_cmdp import ToyCMDP, deterministic_cost_per_step
 
 import edgegen  # noqa: F401  (registers the edgegen ids)
 from edgegen.agents import evaluate_policy_with_cost
@@ -581,20 +581,6 @@ def test_min_std_floors_the_policy_std_and_survives_save_load(tmp_path, entity_l
         CVPO("MlpPolicy", env, policy_kwargs={"min_std": 0.0})
 
 
-def _toy_deterministic_cost(model, episodes: int) -> float:
-    """The toy's cost per step (u0 of the action) of the deterministic policy, played by hand."""
-    env, costs = ToyCMDP(), []
-    for _ in range(episodes):
-        obs, _ = env.reset()
-        total, done = 0.0, False
-        while not done:
-            obs, _, terminated, truncated, info = env.step(model.predict(obs, deterministic=True)[0])
-            total += info["costs"][0]
-            done = terminated or truncated
-        costs.append(total / env.horizon)
-    return float(np.mean(costs))
-
-
 def test_cost_feedback_rescales_the_thresholds_by_the_deterministic_policys_cost(tmp_path):
     env = DummyVecEnv([ToyCMDP])
     model = CVPO(
@@ -624,7 +610,7 @@ def test_cost_feedback_rescales_the_thresholds_by_the_deterministic_policys_cost
         model.learn(99)  # no feedback yet: the thresholds are the configured ones
         np.testing.assert_array_equal(model.threshold_scale, [1.0])
         np.testing.assert_allclose(seen[-1], model.thresholds)
-        cost = _toy_deterministic_cost(model, 3)
+        cost = deterministic_cost_per_step(model, 3)
         before = model.num_timesteps
         model.learn(1, reset_num_timesteps=False)  # step 100 reaches feedback_every: one feedback
         expected = np.clip(np.exp(-0.5 * (cost / 0.3 - 1.0)), 0.25, 4.0)

@@ -4,7 +4,7 @@ import pytest
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import SubprocVecEnv
-from toy_cmdp import ToyCMDP
+from toy_cmdp import ToyCMDP, deterministic_cost_per_step
 
 import edgegen  # noqa: F401  (registers the edgegen ids)
 from edgegen.agents import OraclePolicy, PPOLagrangian, evaluate_policy_with_cost
@@ -231,17 +231,9 @@ class DeterministicCostByHand(BaseCallback):
         self.expected, self.rollout_costs = [], []
 
     def _on_rollout_end(self) -> None:
-        model, env = self.model, ToyCMDP()
-        costs = []
-        for _ in range(model.feedback_episodes):
-            obs, _ = env.reset()
-            total, done = 0.0, False
-            while not done:
-                obs, _, terminated, truncated, info = env.step(model.predict(obs, deterministic=True)[0])
-                total += info["costs"][0]
-                done = terminated or truncated
-            costs.append(total / env.horizon)
-        lam = max(0.0, model.lambdas[0] + model.lambda_lr * (np.mean(costs) / 0.3 - 1.0))
+        model = self.model
+        cost = deterministic_cost_per_step(model, model.feedback_episodes)
+        lam = max(0.0, model.lambdas[0] + model.lambda_lr * (cost / 0.3 - 1.0))
         self.expected.append(lam)
         self.rollout_costs.append(float(np.mean(model._finished_costs)))
 

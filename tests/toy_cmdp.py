@@ -37,3 +37,21 @@ class ToyCMDP(gym.Env):
         self._t += 1
         info = {"costs": u[:1].copy(), "cost": u[0] / self.cost_spec.limits[0]}
         return self._obs(), float(u.sum()), False, self._t >= self.horizon, info
+
+
+def deterministic_cost_per_step(model, episodes: int, limit: float = 0.3) -> float:
+    """The toy's cost per step (``u0``) of ``model``'s deterministic policy over ``episodes`` episodes.
+
+    Played by hand, to check what an agent's cost feedback measured (the toy's episodes do not
+    depend on the seed). ``limit`` only sets the env; the cost does not depend on it.
+    """
+    env, costs = ToyCMDP(limit=limit), []
+    for _ in range(episodes):
+        obs, _ = env.reset()
+        total, done = 0.0, False
+        while not done:
+            obs, _, terminated, truncated, info = env.step(model.predict(obs, deterministic=True)[0])
+            total += info["costs"][0]
+            done = terminated or truncated
+        costs.append(total / env.horizon)
+    return float(np.mean(costs))
