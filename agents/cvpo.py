@@ -907,8 +907,6 @@ class CVPO(OffPolicyAlgorithm):
                 else float(setting)
             )
             self.thresholds = q_threshold(self.cost_spec.limits_array, cfg.gamma, horizon)
-            self.threshold_scale = np.ones(self.cost_spec.num_costs)  # moved by cost_feedback only
-            self._next_feedback = cfg.feedback_every
             self.dual = np.concatenate([[1.0], np.zeros(self.cost_spec.num_costs)])  # (eta, lambda...)
             self.cost_value: np.ndarray | None = None  # running batch cost value (cost_value_baseline)
             self.alpha_mean, self.alpha_std = 0.0, 0.0
@@ -931,8 +929,8 @@ class CVPO(OffPolicyAlgorithm):
         self._ep_lengths = np.zeros(self.n_envs, dtype=np.int64)
         self._env_label = env_label(self.env) if self.env is not None else "env"
         self._feedback_env: gym.Env | None = None  # built at the first cost feedback
-        if not hasattr(self, "threshold_scale"):  # a checkpoint from before cost_feedback
-            self.threshold_scale = np.ones(n_costs)
+        if not hasattr(self, "threshold_scale"):  # a new model (a loaded one has its own), or an old file
+            self.threshold_scale = np.ones(n_costs)  # moved by cost_feedback only
             self._next_feedback = self.config.feedback_every
 
     def _excluded_save_params(self) -> list[str]:

@@ -106,11 +106,7 @@ class PPOLagrangian(PPO):
             raise ValueError(f"lagrangian must be 'gradient' or 'pid', got {lagrangian!r}")
         if cost_feedback not in ("rollout", "deterministic"):
             raise ValueError(f"cost_feedback must be 'rollout' or 'deterministic', got {cost_feedback!r}")
-        if (
-            not isinstance(feedback_episodes, int)
-            or isinstance(feedback_episodes, bool)
-            or feedback_episodes < 1
-        ):
+        if type(feedback_episodes) is not int or feedback_episodes < 1:
             raise ValueError(f"feedback_episodes must be an int >= 1, got {feedback_episodes!r}")
         for name, value in (
             ("lambda_init", lambda_init),
