@@ -17,6 +17,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from stable_baselines3.common.monitor import Monitor
 
 from edgegen.agents.cost_buffer import costs_from_infos
 
@@ -24,14 +25,27 @@ __all__ = ["copy_first_env", "deployed_policy_costs", "deterministic_costs"]
 
 
 def copy_first_env(vec_env: object, who: str) -> gym.Env:
-    """A deep copy of the first env of a ``DummyVecEnv``, wrappers included."""
+    """A deep copy of the first env of a ``DummyVecEnv``, its wrappers included but SB3's ``Monitor``s.
+
+    A ``Monitor`` records the training episodes (rl-zoo3 and ``make_vec_env`` write them to a CSV
+    file): the deployed policy's episodes are not training episodes, and the open file cannot be
+    copied. Each ``Monitor`` in the chain is replaced by the copy of the env it wraps.
+    """
     envs = getattr(vec_env, "envs", None)
     if not envs:
         raise ValueError(
             f"{who}: cost_feedback='deterministic' plays the policy on a copy of the first training env, "
             f"which needs a DummyVecEnv; got {type(vec_env).__name__}"
         )
-    return copy.deepcopy(envs[0])
+    monitors, layer = [], envs[0]
+    while isinstance(layer, gym.Wrapper):
+        if isinstance(layer, Monitor):
+            monitors.append(layer)
+        layer = layer.env
+    memo: dict[int, Any] = {}
+    for monitor in reversed(monitors):  # innermost first: an outer one's inner env holds it
+        memo[id(monitor)] = copy.deepcopy(monitor.env, memo)
+    return copy.deepcopy(envs[0], memo)
 
 
 def deterministic_costs(

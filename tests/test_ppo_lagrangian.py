@@ -295,6 +295,36 @@ def test_deterministic_cost_feedback_survives_save_load(tmp_path):
     assert loaded._feedback_env is not None
 
 
+def test_deterministic_cost_feedback_plays_on_a_copy_without_the_monitor(tmp_path):
+    """rl-zoo3 and ``make_vec_env`` put a Monitor writing a CSV file under the other wrappers."""
+    env = make_vec_env(
+        ToyCMDP,
+        n_envs=1,
+        seed=0,
+        monitor_dir=str(tmp_path),
+        wrapper_class=lambda e: gym.wrappers.TransformReward(e, lambda r: 2.0 * r),
+    )
+    model = PPOLagrangian(
+        "MlpPolicy",
+        env,
+        cost_feedback="deterministic",
+        feedback_episodes=3,
+        n_steps=20,
+        batch_size=20,
+        seed=0,
+    )
+    model.learn(70)  # the feedback's steps count: 20 + 30 < 70 <= 2 x (20 + 30)
+    # two updates of 20 steps: 4 training episodes in the Monitor's file, none of the 6 deployed ones
+    env.close()
+    rows = (tmp_path / "0.monitor.csv").read_text().splitlines()
+    assert len(rows) == 2 + 4  # the '#' metadata line and the header, then one row per episode
+    assert model.num_timesteps == 2 * (20 + 30)
+    copy = model._feedback_env
+    assert isinstance(copy, gym.wrappers.TransformReward)  # the outer wrapper kept ...
+    assert isinstance(copy.env, ToyCMDP)  # ... the Monitor under it dropped
+    assert copy.env is not env.envs[0].unwrapped
+
+
 def test_log_std_final_caps_the_std_on_a_linear_schedule():
     env = make_vec_env(ToyCMDP, n_envs=1, seed=2)
     model = PPOLagrangian(
