@@ -28,11 +28,19 @@ class CostActorCriticPolicy(ActorCriticPolicy):
             layer shared by the devices maps its latent to the device's actions; the critics stay MLPs of
             the whole observation. ``"env"`` is resolved by the algorithm (the env's declared layout).
             ``None`` (default): SB3's MLP actor.
+        entity_context: with ``entity_layout``, the width of a context code (0: none): every device
+            is encoded by one shared layer and the mean of the codes joins every device's input
+            (``agents.entities.EntityMlpExtractor``).
         **kwargs: as ``ActorCriticPolicy``.
     """
 
     def __init__(
-        self, *args: Any, n_costs: int = 1, entity_layout: tuple[int, int] | None = None, **kwargs: Any
+        self,
+        *args: Any,
+        n_costs: int = 1,
+        entity_layout: tuple[int, int] | None = None,
+        entity_context: int = 0,
+        **kwargs: Any,
     ) -> None:
         if n_costs < 1:
             raise ValueError(f"n_costs must be >= 1, got {n_costs}")
@@ -40,7 +48,9 @@ class CostActorCriticPolicy(ActorCriticPolicy):
             raise ValueError(
                 'entity_layout="env" is resolved by the algorithm (PPOLagrangian); pass (features, actions)'
             )
-        self.n_costs = n_costs
+        if entity_context and entity_layout is None:
+            raise ValueError("policy_kwargs entity_context needs an entity_layout (the devices to pool)")
+        self.n_costs, self.entity_context = n_costs, entity_context
         self.entity_layout = None if entity_layout is None else (int(entity_layout[0]), int(entity_layout[1]))
         super().__init__(*args, **kwargs)
 
@@ -53,7 +63,12 @@ class CostActorCriticPolicy(ActorCriticPolicy):
             act_dim = int(self.action_space.shape[0])  # type: ignore[index]
             self._entities = entity_count(obs_dim, act_dim, self.entity_layout)
             self.mlp_extractor = EntityMlpExtractor(  # type: ignore[assignment]
-                obs_dim, self._entities, self.entity_layout[0], self.net_arch, self.activation_fn
+                obs_dim,
+                self._entities,
+                self.entity_layout[0],
+                self.net_arch,
+                self.activation_fn,
+                context=self.entity_context,
             )
         self.cost_value_net = nn.Linear(self.mlp_extractor.latent_dim_vf, self.n_costs)
         if self.ortho_init:
@@ -74,6 +89,7 @@ class CostActorCriticPolicy(ActorCriticPolicy):
         data = super()._get_constructor_parameters()
         data["n_costs"] = self.n_costs
         data["entity_layout"] = self.entity_layout
+        data["entity_context"] = self.entity_context
         return data
 
     def _critic_latent(self, obs: th.Tensor) -> th.Tensor:

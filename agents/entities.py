@@ -69,6 +69,11 @@ class EntityMlpExtractor(nn.Module):
 
     ``forward_actor`` returns ``(batch, entities * pi[-1])``; pair it with :class:`EntityActionHead`.
     The critic is a plain MLP on the whole observation (a value is a property of the whole state).
+
+    With ``context > 0`` each entity also sees the round it is in: one more shared MLP (two layers of
+    ``context`` units) encodes every entity into ``context`` values, their mean over the entities joins each entity's input (a Deep
+    Set: the actor stays equivariant to the order of the devices). Without it a device cannot tell
+    whether it is the slowest of its round, which decides SFLAM-v0's round latency.
     """
 
     def __init__(
@@ -78,8 +83,13 @@ class EntityMlpExtractor(nn.Module):
         entity_obs: int,
         net_arch: Sequence[int] | Mapping[str, Sequence[int]],
         activation_fn: type[nn.Module],
+        context: int = 0,
     ) -> None:
         super().__init__()
+        if not (isinstance(context, int) and context >= 0):
+            raise ValueError(
+                f"policy_kwargs entity_context must be an int >= 0 (0: no context), got {context!r}"
+            )
         pi_arch, vf_arch = (
             (list(net_arch.get("pi", [64, 64])), list(net_arch.get("vf", [64, 64])))
             if isinstance(net_arch, Mapping)
@@ -89,8 +99,16 @@ class EntityMlpExtractor(nn.Module):
             raise ValueError("an entity policy needs at least one hidden layer in net_arch's pi")
         self.entities, self.entity_obs = entities, entity_obs
         global_obs = feature_dim - entities * entity_obs
+        self.context = context
+        self.context_net = (
+            nn.Sequential(*create_mlp(entity_obs + global_obs, context, [context], activation_fn), activation_fn())
+            if context
+            else None
+        )
         # SB3's own MLP builder (hidden layers only: output_dim -1), as its MlpExtractor builds them
-        self.policy_net = nn.Sequential(*create_mlp(entity_obs + global_obs, -1, pi_arch, activation_fn))
+        self.policy_net = nn.Sequential(
+            *create_mlp(entity_obs + global_obs + context, -1, pi_arch, activation_fn)
+        )
         self.value_net = nn.Sequential(*create_mlp(feature_dim, -1, vf_arch, activation_fn))
         self.latent_dim_pi = entities * pi_arch[-1]
         self.latent_dim_vf = vf_arch[-1] if vf_arch else feature_dim
@@ -101,8 +119,11 @@ class EntityMlpExtractor(nn.Module):
 
     def forward_actor(self, features: th.Tensor) -> th.Tensor:
         """``(batch, entities * width)``: every entity's latent, entity after entity."""
-        latent = self.policy_net(entity_inputs(features, self.entities, self.entity_obs))
-        return latent.flatten(start_dim=-2)
+        inputs = entity_inputs(features, self.entities, self.entity_obs)
+        if self.context_net is not None:
+            pooled = self.context_net(inputs).mean(dim=-2, keepdim=True).expand(*inputs.shape[:-1], -1)
+            inputs = th.cat([inputs, pooled], dim=-1)
+        return self.policy_net(inputs).flatten(start_dim=-2)
 
     def forward_critic(self, features: th.Tensor) -> th.Tensor:
         """The critic latent of the whole observation."""

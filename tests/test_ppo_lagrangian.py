@@ -1,6 +1,7 @@
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import SubprocVecEnv
@@ -179,6 +180,47 @@ def test_entity_actor_is_shared_by_the_devices_and_survives_save_load(tmp_path):
     loaded = PPOLagrangian.load(tmp_path / "entity.zip")
     assert loaded.policy.entity_layout == (2, 3)
     np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], action)
+
+
+def test_entity_context_lets_a_device_see_its_round_and_keeps_the_device_order_free(tmp_path):
+    env = gym.make("edgegen/SFLAM-v0", num_rounds=5, max_episode_steps=5)
+    kwargs = {"entity_layout": "env", "net_arch": [16], "entity_context": 8}
+    model = PPOLagrangian("MlpPolicy", env, n_steps=32, batch_size=32, seed=0, policy_kwargs=kwargs)
+    model.learn(32)
+    obs = np.random.default_rng(0).uniform(0, 1, (4, 21)).astype(np.float32)
+    action = model.predict(obs, deterministic=True)[0]
+    # by hand: device k's latent is the actor MLP of (its features, the global one, the mean code)
+    extractor = model.policy.mlp_extractor
+    with th.no_grad():
+        x = th.as_tensor(obs)
+        inputs = th.cat([x[:, :20].reshape(4, 10, 2), x[:, 20:].reshape(4, 1, 1).expand(4, 10, 1)], dim=-1)
+        codes = th.stack([extractor.context_net(inputs[:, k]) for k in range(10)], dim=1)
+        mean_code = codes.sum(dim=1, keepdim=True).expand(4, 10, 8) / 10
+        latent = extractor.policy_net(th.cat([inputs, mean_code], dim=-1))
+        mean = model.policy.action_net.linear(latent).reshape(4, 30).clamp(-1, 1).numpy()
+    np.testing.assert_allclose(action, mean, atol=1e-6)
+    # one device's features now move every device's actions ...
+    changed = obs.copy()
+    changed[:, :2] += 0.5
+    moved = model.predict(changed, deterministic=True)[0]
+    assert np.abs(moved[:, 3:] - action[:, 3:]).max() > 1e-5
+    # ... and the actions still follow the devices, whatever their order
+    perm = np.random.default_rng(1).permutation(10)
+    permuted = obs.copy()
+    permuted[:, :20] = obs[:, :20].reshape(4, 10, 2)[:, perm].reshape(4, 20)
+    np.testing.assert_allclose(
+        model.predict(permuted, deterministic=True)[0].reshape(4, 10, 3),
+        action.reshape(4, 10, 3)[:, perm],
+        atol=1e-6,
+    )
+    model.save(tmp_path / "context")
+    loaded = PPOLagrangian.load(tmp_path / "context.zip")
+    assert loaded.policy.entity_context == 8
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], action)
+    with pytest.raises(ValueError, match="entity_context needs an entity_layout"):
+        PPOLagrangian("MlpPolicy", env, policy_kwargs={"entity_context": 8})
+    with pytest.raises(ValueError, match=r"entity_context must be an int >= 0 \(0: no context\), got -1"):
+        PPOLagrangian("MlpPolicy", env, policy_kwargs={"entity_layout": "env", "entity_context": -1})
 
 
 def test_entity_layouts_that_do_not_fit_or_are_missing_raise():
