@@ -71,9 +71,10 @@ class EntityMlpExtractor(nn.Module):
     The critic is a plain MLP on the whole observation (a value is a property of the whole state).
 
     With ``context > 0`` each entity also sees the round it is in: one more shared MLP (two layers of
-    ``context`` units) encodes every entity into ``context`` values, their mean over the entities joins each entity's input (a Deep
-    Set: the actor stays equivariant to the order of the devices). Without it a device cannot tell
-    whether it is the slowest of its round, which decides SFLAM-v0's round latency.
+    ``context`` units) encodes every entity into ``context`` values, and their mean over the entities
+    joins each entity's input (a Deep Set: the actor stays equivariant to the order of the devices).
+    Without it a device cannot tell whether it is the slowest of its round, which decides SFLAM-v0's
+    round latency.
     """
 
     def __init__(
@@ -100,11 +101,8 @@ class EntityMlpExtractor(nn.Module):
         self.entities, self.entity_obs = entities, entity_obs
         global_obs = feature_dim - entities * entity_obs
         self.context = context
-        self.context_net = (
-            nn.Sequential(*create_mlp(entity_obs + global_obs, context, [context], activation_fn), activation_fn())
-            if context
-            else None
-        )
+        encoder = create_mlp(entity_obs + global_obs, context, [context], activation_fn) if context else []
+        self.context_net = nn.Sequential(*encoder, activation_fn()) if context else None
         # SB3's own MLP builder (hidden layers only: output_dim -1), as its MlpExtractor builds them
         self.policy_net = nn.Sequential(
             *create_mlp(entity_obs + global_obs + context, -1, pi_arch, activation_fn)
