@@ -89,6 +89,11 @@ class SuiteArgs:
     variants: str | None = None
     """YAML file mapping variant names to settings over each algorithm's recipe ({g05: {gamma: 0.5}});
     each trains as the policy <algo>+<name>. Needs --tuning"""
+    keep_rows: str | None = None
+    """a scored leaderboard's results.json (e.g. docs/leaderboard/results.json) whose rows stay where
+    this run scores no row of the same env, policy and seed: a partial rerun updates a published
+    leaderboard. Each env this run scores needs its oracle job, equal to the kept oracle row (gaps are
+    paired with its episodes); the learning curves are then not redrawn"""
 
 
 def eval_seed(args: SuiteArgs) -> int:
@@ -584,9 +589,59 @@ def _plots(rows: list[dict[str, Any]], results: list[dict[str, Any]], out: Path)
         plt.close(fig)
 
 
-def write_outputs(results: list[dict[str, Any]], out: Path, command: str) -> list[dict[str, Any]]:
-    """Score the jobs and write results.json, results.csv, leaderboard.md and the plots."""
+def _row_key(row: dict[str, Any]) -> tuple[str, str, int | None]:
+    return row["env"], row["policy"], row["seed"]
+
+
+def merge_rows(kept: list[dict[str, Any]], rows: list[dict[str, Any]], source: str) -> list[dict[str, Any]]:
+    """``rows`` plus the ``kept`` rows (from ``source``) of every (env, policy, seed) that ``rows`` lacks.
+
+    A gap is paired with its env's oracle episodes, so each env in ``rows`` must hold its oracle row,
+    and that row must score what the kept one does (same env, same evaluation episodes).
+    """
+    for env in sorted({r["env"] for r in rows}):
+        new = next((r for r in rows if r["env"] == env and r["policy"] == "oracle"), None)
+        old = next((r for r in kept if r["env"] == env and r["policy"] == "oracle"), None)
+        if new is None:
+            raise ValueError(
+                f"keep_rows: this run scores {env} without its oracle job (run it with --baselines); the "
+                f"gaps in {source} are paired with that oracle's episodes"
+            )
+        if old is not None and not np.isclose(new["objective"], old["objective"], rtol=1e-9, atol=0.0):
+            raise ValueError(
+                f"keep_rows: {env}'s oracle scores {new['objective']!r} here and {old['objective']!r} in "
+                f"{source}: the env or the evaluation episodes differ; rerun every job of {env}"
+            )
+    fresh = {_row_key(r) for r in rows}
+    merged = [r for r in kept if _row_key(r) not in fresh] + rows
+    return sorted(merged, key=lambda row: (row["env"], *rank_key(row)))
+
+
+def load_rows(path: str) -> list[dict[str, Any]]:
+    """The rows of a scored ``results.json``; ValueError naming the file if it is not one."""
+    try:
+        rows = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"keep_rows {path}: cannot read it ({exc})") from None
+    needed = {"env", "policy", "seed", "objective", "feasible", "costs"}
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and needed <= r.keys() for r in rows):
+        raise ValueError(
+            f"keep_rows {path}: not a suite's results.json (a list of rows with {sorted(needed)})"
+        )
+    return rows
+
+
+def write_outputs(
+    results: list[dict[str, Any]], out: Path, command: str, keep_rows: str | None = None
+) -> list[dict[str, Any]]:
+    """Score the jobs and write results.json, results.csv, leaderboard.md and the plots.
+
+    With ``keep_rows`` (a scored results.json) its rows fill in what these jobs do not score
+    (:func:`merge_rows`); the learning curves, which need every job's curve, are then not redrawn.
+    """
     rows = score_jobs(results)
+    if keep_rows is not None:
+        rows = merge_rows(load_rows(keep_rows), rows, keep_rows)
     (out / "results.json").write_text(json.dumps(rows, indent=2))
     header, table = _csv_rows(rows)
     with (out / "results.csv").open("w", newline="") as f:
@@ -595,9 +650,11 @@ def write_outputs(results: list[dict[str, Any]], out: Path, command: str) -> lis
         writer.writerows(table)
     info = provenance(command)
     info["tuning"] = any(r.get("eval_seed") == TUNING_EVAL_SEED for r in results)
+    if keep_rows is not None:
+        info["kept_rows_from"] = keep_rows
     (out / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")
     (out / "leaderboard.md").write_text(leaderboard(rows, command, info))
-    _plots(rows, results, out)
+    _plots(rows, results if keep_rows is None else [], out)
     return rows
 
 
@@ -617,6 +674,8 @@ def run_suite(args: SuiteArgs, command: str = "edgegen-train suite") -> list[dic
     out = Path(args.out).expanduser().resolve()
     if out.exists() and not out.is_dir():
         raise ValueError(f"out {out} is a file, not a folder")
+    if args.keep_rows is not None:
+        load_rows(args.keep_rows)  # a bad file fails now, not after the jobs
     out.mkdir(parents=True, exist_ok=True)
     args = SuiteArgs(**{**asdict(args), "out": str(out)})
     jobs = plan_jobs(args)
@@ -648,4 +707,4 @@ def run_suite(args: SuiteArgs, command: str = "edgegen-train suite") -> list[dic
             f"{len(missing)} jobs did not finish ({missing[:5]}...); run the same command to resume"
         )
     results = [json.loads((out / "jobs" / j["name"] / "result.json").read_text()) for j in jobs]
-    return write_outputs(results, out, command)
+    return write_outputs(results, out, command, args.keep_rows)

@@ -97,3 +97,53 @@ def test_learning_curves_are_in_the_envs_units_under_a_recipes_normalize_costs()
     assert reports == [
         {"timesteps": 2.0, "episode_reward": 2.0, "cost_per_step_0": 3.0, "cost_per_step_1": 500.0}
     ]
+
+
+def _job(env: str, policy: str, seed, objective, miss) -> dict:
+    """A job's result.json as run_job writes it (FedDiffusion-v0: energy per step, one cost)."""
+    return {
+        "env": env, "policy": policy, "seed": seed, "kind": "baseline" if seed is None else "train",
+        "timesteps": 0 if seed is None else 1000, "objective": objective,
+        "cost_per_step": [[m] for m in miss], "cost_names": ["deadline_miss_fraction"], "limits": [0.05],
+        "eval_seed": 50_000, "curve": [],
+    }  # fmt: skip
+
+
+def test_keep_rows_updates_a_published_leaderboard_where_the_oracle_is_the_same(tmp_path):
+    from edgegen.agents.suite import write_outputs
+
+    fed, meg = "edgegen/FedDiffusion-v0", "edgegen/MEG-v0"
+    oracle = _job(fed, "oracle", None, [10.0, 12.0, 14.0], [0.01, 0.02, 0.0])
+    old_agent = _job(fed, "ppo-lag", 100, [13.0, 15.0, 17.0], [0.0, 0.0, 0.0])
+    published = write_outputs([oracle, old_agent], tmp_path, "first")
+    meg_row = {**published[0], "env": meg, "policy": "cvpo", "seed": 100}  # another env's row: kept as is
+    kept = tmp_path / "published.json"
+    kept.write_text(json.dumps([*published, meg_row]))
+
+    new_agent = _job(fed, "ppo-lag", 100, [11.0, 12.0, 15.4], [0.0, 0.01, 0.0])
+    other_seed = _job(fed, "ppo-lag", 101, [12.0, 13.2, 14.0], [0.0, 0.0, 0.0])
+    out = tmp_path / "update"
+    out.mkdir()
+    rows = write_outputs([oracle, new_agent, other_seed], out, "second", keep_rows=str(kept))
+    by = {(r["env"], r["policy"], r["seed"]): r for r in rows}
+    assert sorted(by) == sorted(
+        [(fed, "oracle", None), (fed, "ppo-lag", 100), (fed, "ppo-lag", 101), (meg, "cvpo", 100)]
+    )
+    # the rerun's row replaces the published one (gap 3 / 12): the paired mean difference
+    # (1 + 0 + 1.4) / 3 over the oracle's mean, 12
+    assert by[(fed, "ppo-lag", 100)]["optimality_gap"] == pytest.approx(0.8 / 12)
+    assert [r["optimality_gap"] for r in published if r["policy"] == "ppo-lag"] == [pytest.approx(3 / 12)]
+    assert by[(meg, "cvpo", 100)] == meg_row
+    assert json.loads((out / "results.json").read_text()) == rows
+    assert json.loads((out / "run_info.json").read_text())["kept_rows_from"] == str(kept)
+    assert "| ppo-lag |" in (out / "leaderboard.md").read_text()
+    assert not (out / "learning_curves.png").exists()  # the kept rows' curves are not here to draw
+
+    moved = _job(fed, "oracle", None, [10.0, 12.0, 14.5], [0.01, 0.02, 0.0])
+    with pytest.raises(ValueError, match=r"FedDiffusion-v0's oracle scores 12\.16.* here and 12\.0 in"):
+        write_outputs([moved, new_agent], out, "third", keep_rows=str(kept))
+    with pytest.raises(ValueError, match="scores edgegen/FedDiffusion-v0 without its oracle job"):
+        write_outputs([new_agent], out, "fourth", keep_rows=str(kept))
+    (tmp_path / "bad.json").write_text('{"rows": 1}')
+    with pytest.raises(ValueError, match=r"keep_rows .*bad.json: not a suite's results.json"):
+        write_outputs([oracle, new_agent], out, "fifth", keep_rows=str(tmp_path / "bad.json"))
