@@ -93,7 +93,7 @@ class SuiteArgs:
     """a scored leaderboard's results.json (e.g. docs/leaderboard/results.json) whose rows stay where
     this run scores no row of the same env, policy and seed: a partial rerun updates a published
     leaderboard. Each env this run scores needs its oracle job, equal to the kept oracle row (gaps are
-    paired with its episodes); the learning curves are then not redrawn"""
+    paired with its episodes); no learning curves are drawn (they need every job)"""
 
 
 def eval_seed(args: SuiteArgs) -> int:
@@ -655,6 +655,9 @@ def write_outputs(
     (out / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")
     (out / "leaderboard.md").write_text(leaderboard(rows, command, info))
     _plots(rows, results if keep_rows is None else [], out)
+    if keep_rows is not None:
+        # an earlier scoring's curves would show this run's jobs only, beside every kept row
+        (out / "learning_curves.png").unlink(missing_ok=True)
     return rows
 
 

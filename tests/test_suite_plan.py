@@ -124,6 +124,7 @@ def test_keep_rows_updates_a_published_leaderboard_where_the_oracle_is_the_same(
     other_seed = _job(fed, "ppo-lag", 101, [12.0, 13.2, 14.0], [0.0, 0.0, 0.0])
     out = tmp_path / "update"
     out.mkdir()
+    (out / "learning_curves.png").write_bytes(b"an earlier scoring's")
     rows = write_outputs([oracle, new_agent, other_seed], out, "second", keep_rows=str(kept))
     by = {(r["env"], r["policy"], r["seed"]): r for r in rows}
     assert sorted(by) == sorted(
