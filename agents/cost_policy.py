@@ -29,7 +29,7 @@ class CostActorCriticPolicy(ActorCriticPolicy):
             the whole observation. ``"env"`` is resolved by the algorithm (the env's declared layout).
             ``None`` (default): SB3's MLP actor.
         entity_context: with ``entity_layout``, the width of a context code (0: none): every device
-            is encoded by one shared layer and the mean of the codes joins every device's input
+            is encoded by one shared two-layer MLP and the mean of the codes joins every device's input
             (``agents.entities.EntityMlpExtractor``).
         **kwargs: as ``ActorCriticPolicy``.
     """

@@ -87,7 +87,7 @@ class EntityMlpExtractor(nn.Module):
         context: int = 0,
     ) -> None:
         super().__init__()
-        if not (isinstance(context, int) and context >= 0):
+        if isinstance(context, bool) or not (isinstance(context, int) and context >= 0):
             raise ValueError(
                 f"policy_kwargs entity_context must be an int >= 0 (0: no context), got {context!r}"
             )
