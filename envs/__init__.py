@@ -5,7 +5,7 @@
 ['edgegen/FedDiffusion-v0', 'edgegen/MEG-v0', 'edgegen/SFLAM-v0']
 """
 
-from gymnasium.envs.registration import register
+from gymnasium.envs.registration import register, registry
 
 from edgegen.envs.base import EdgeGenEnv
 from edgegen.envs.cmdp import CostSpec
@@ -17,20 +17,19 @@ __all__ = ["CostSpec", "EdgeGenEnv", "OracleResult"]
 # ``num_rounds``) and reports it as ``env.spec.max_episode_steps``, so that an override of the horizon
 # is never cut short by a registered TimeLimit.
 
-register(
-    id="edgegen/FedDiffusion-v0",
-    entry_point="edgegen.envs.fed_diffusion.env:FedDiffusionEnv",
-    vector_entry_point="edgegen.envs.fed_diffusion.vector:FedDiffusionVectorEnv",
-)
 
-register(
-    id="edgegen/MEG-v0",
-    entry_point="edgegen.envs.meg.env:MEGEnv",
-    vector_entry_point="edgegen.envs.meg.vector:MEGVectorEnv",
-)
+def _register(env_id: str, entry_point: str, vector_entry_point: str) -> None:
+    # A source checkout can import these files twice (as ``edgegen.envs`` and as the top-level
+    # ``envs``): the same registration again is skipped instead of overriding it with a warning.
+    spec = registry.get(env_id)
+    if spec is None or spec.entry_point != entry_point:
+        register(id=env_id, entry_point=entry_point, vector_entry_point=vector_entry_point)
 
-register(
-    id="edgegen/SFLAM-v0",
-    entry_point="edgegen.envs.sflam.env:SFLAMEnv",
-    vector_entry_point="edgegen.envs.sflam.vector:SFLAMVectorEnv",
+
+_register(
+    "edgegen/FedDiffusion-v0",
+    "edgegen.envs.fed_diffusion.env:FedDiffusionEnv",
+    "edgegen.envs.fed_diffusion.vector:FedDiffusionVectorEnv",
 )
+_register("edgegen/MEG-v0", "edgegen.envs.meg.env:MEGEnv", "edgegen.envs.meg.vector:MEGVectorEnv")
+_register("edgegen/SFLAM-v0", "edgegen.envs.sflam.env:SFLAMEnv", "edgegen.envs.sflam.vector:SFLAMVectorEnv")

@@ -9,6 +9,7 @@ import dataclasses
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -344,6 +345,18 @@ def test_env_import_direction_and_no_cvxpy_for_the_scheduler():
 def test_registry_lists_the_contract_envs():
     assert set(IDS) <= set(gym.registry)
     assert edgegen.envs.EdgeGenEnv is EdgeGenEnv
+
+
+def test_importing_the_envs_twice_registers_them_once_without_a_warning():
+    """A source checkout holds the files as ``edgegen.envs`` and as the top-level ``envs``."""
+    code = "import edgegen, envs, gymnasium as gym; print(gym.spec('edgegen/MEG-v0').entry_point)"
+    root = Path(edgegen.__file__).resolve().parent.parent
+    out = subprocess.run(
+        [sys.executable, "-W", "error::UserWarning", "-c", code],
+        capture_output=True, text=True, cwd=root,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-500:]
+    assert out.stdout.strip() == "edgegen.envs.meg.env:MEGEnv"
 
 
 def _extreme_values(value: float) -> list[float]:
