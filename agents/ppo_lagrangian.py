@@ -56,6 +56,8 @@ class PPOLagrangian(PPO):
         env: the environment (Gymnasium env, id or SB3 VecEnv) whose steps put ``info["costs"]``.
         lagrangian: ``"gradient"`` (projected gradient ascent) or ``"pid"`` (PID-Lagrangian).
         cost_limits: per-step average limit of each cost; default ``env.unwrapped.cost_spec.limits``.
+        cost_margin: the multipliers target every limit times ``1 - cost_margin`` (in [0, 1)): room
+            for the sampling noise of an evaluation that judges the mean cost's confidence bound.
         lambda_init: initial value of every multiplier (>= 0).
         lambda_lr: step size of the gradient variant on the normalised error.
         pid_kp: proportional gain of the PID variant.
@@ -88,6 +90,7 @@ class PPOLagrangian(PPO):
         env: gym.Env | VecEnv | str | None = None,
         lagrangian: Literal["gradient", "pid"] = "gradient",
         cost_limits: Sequence[float] | None = None,
+        cost_margin: float = 0.0,
         lambda_init: float = 0.0,
         lambda_lr: float = 0.1,
         pid_kp: float = 1.0,
@@ -120,6 +123,8 @@ class PPOLagrangian(PPO):
                 raise ValueError(f"{name} must be >= 0, got {value}")
         if not lambda_max > 0:
             raise ValueError(f"lambda_max must be > 0, got {lambda_max}")
+        if not 0.0 <= cost_margin < 1.0:
+            raise ValueError(f"cost_margin must be in [0, 1), got {cost_margin}")
         # PPO arguments whose code path the Lagrangian update replaces: refuse them rather than
         # silently train without them.
         if kwargs.get("clip_range_vf") is not None:
@@ -137,11 +142,15 @@ class PPOLagrangian(PPO):
         self.cost_vf_coef = cost_vf_coef
         self.log_std_final = log_std_final
         self.cost_feedback, self.feedback_episodes = cost_feedback, feedback_episodes
+        self.cost_margin = cost_margin
         # SB3's load() calls the constructor without env and restores cost_spec (and the multiplier
         # state) from the checkpoint afterwards.
         if env is not None:
             spec = get_cost_spec(env)
-            self.cost_spec = spec if cost_limits is None else spec.with_limits(cost_limits)
+            spec = spec if cost_limits is None else spec.with_limits(cost_limits)
+            if cost_margin:
+                spec = spec.with_limits([limit * (1.0 - cost_margin) for limit in spec.limits])
+            self.cost_spec = spec
             n_costs = self.cost_spec.num_costs
             self.lambdas = np.full(n_costs, float(lambda_init))
             self._pid_integral = np.zeros(n_costs)

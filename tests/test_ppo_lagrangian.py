@@ -119,6 +119,25 @@ def test_gradient_and_pid_updates_by_hand():
     assert pid._pid_integral[0] == pytest.approx(2.0)
 
 
+def test_cost_margin_moves_the_multipliers_target_inside_the_limit(tmp_path):
+    env = make_vec_env(ToyCMDP, n_envs=1)  # limit 0.3
+    model = PPOLagrangian(env=env, lagrangian="gradient", lambda_lr=0.5, cost_margin=0.2)
+    assert model.cost_spec.limits == pytest.approx((0.24,))
+    # a cost of 0.27 is within the env's limit but over the target 0.3 x 0.8: the multiplier rises
+    np.testing.assert_allclose(model.update_multipliers(np.array([0.27])), [0.5 * (0.27 / 0.24 - 1)])
+    plain = PPOLagrangian(env=env, lagrangian="gradient", lambda_lr=0.5)
+    np.testing.assert_allclose(plain.update_multipliers(np.array([0.27])), [0.0])
+    # on top of explicit limits, and kept by save / load
+    both = PPOLagrangian(env=env, cost_limits=[0.5], cost_margin=0.1, n_steps=16, batch_size=16)
+    assert both.cost_spec.limits == pytest.approx((0.45,))
+    both.save(tmp_path / "m")
+    loaded = PPOLagrangian.load(tmp_path / "m")
+    assert loaded.cost_spec.limits == pytest.approx((0.45,)) and loaded.cost_margin == 0.1
+    for bad in (1.0, -0.1, float("nan")):
+        with pytest.raises(ValueError, match=r"cost_margin must be in \[0, 1\)"):
+            PPOLagrangian(env=env, cost_margin=bad)
+
+
 def test_save_load_round_trip(tmp_path):
     env = make_vec_env("edgegen/FedDiffusion-v0", n_envs=1, seed=3)
     model = PPOLagrangian("MlpPolicy", env, lagrangian="pid", n_steps=50, batch_size=50, seed=3)
