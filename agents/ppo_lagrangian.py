@@ -58,7 +58,9 @@ class PPOLagrangian(PPO):
         cost_limits: per-step average limit of each cost; default ``env.unwrapped.cost_spec.limits``.
         cost_margin: the multipliers target every limit times ``1 - cost_margin`` (in [0, 1)): room
             for the sampling noise of an evaluation that judges the mean cost's confidence bound.
-        lambda_init: initial value of every multiplier (>= 0).
+        lambda_init: initial value of every multiplier (>= 0); with ``"pid"`` the integral starts at
+            ``lambda_init / pid_ki``, so that the multiplier is ``lambda_init`` while the costs sit at
+            their limits (the PID update recomputes the multiplier from its terms at every update).
         lambda_lr: step size of the gradient variant on the normalised error.
         pid_kp: proportional gain of the PID variant.
         pid_ki: integral gain of the PID variant.
@@ -123,6 +125,11 @@ class PPOLagrangian(PPO):
                 raise ValueError(f"{name} must be >= 0, got {value}")
         if not lambda_max > 0:
             raise ValueError(f"lambda_max must be > 0, got {lambda_max}")
+        if lagrangian == "pid" and lambda_init > 0 and not pid_ki > 0:
+            raise ValueError(
+                f"lambda_init={lambda_init} with lagrangian='pid' needs pid_ki > 0 (the integral holds the "
+                f"multiplier), got pid_ki={pid_ki}"
+            )
         if not 0.0 <= cost_margin < 1.0:
             raise ValueError(f"cost_margin must be in [0, 1), got {cost_margin}")
         # PPO arguments whose code path the Lagrangian update replaces: refuse them rather than
@@ -153,7 +160,8 @@ class PPOLagrangian(PPO):
             self.cost_spec = spec
             n_costs = self.cost_spec.num_costs
             self.lambdas = np.full(n_costs, float(lambda_init))
-            self._pid_integral = np.zeros(n_costs)
+            start = lambda_init / pid_ki if lagrangian == "pid" and lambda_init > 0 else 0.0
+            self._pid_integral = np.full(n_costs, float(start))
             self._previous_cost = np.full(n_costs, np.nan)
             policy_kwargs = {**(kwargs.pop("policy_kwargs", None) or {}), "n_costs": n_costs}
             resolve_entity_layout(policy_kwargs, env, "PPOLagrangian")

@@ -119,6 +119,18 @@ def test_gradient_and_pid_updates_by_hand():
     assert pid._pid_integral[0] == pytest.approx(2.0)
 
 
+def test_pid_starts_from_lambda_init_through_its_integral():
+    env = make_vec_env(ToyCMDP, n_envs=1)  # limit 0.3
+    pid = PPOLagrangian(env=env, lagrangian="pid", lambda_init=2.0, pid_kp=1.0, pid_ki=0.1, pid_kd=0.5)
+    assert pid.lambdas[0] == 2.0 and pid._pid_integral[0] == pytest.approx(20.0)
+    # costs at the limit: e = 0, I = 20, no derivative on the first update -> 0.1 x 20
+    np.testing.assert_allclose(pid.update_multipliers(np.array([0.3])), [2.0])
+    # e = -0.5, I = 19.5, falling cost -> -0.5 + 1.95
+    np.testing.assert_allclose(pid.update_multipliers(np.array([0.15])), [-0.5 + 1.95])
+    with pytest.raises(ValueError, match=r"lambda_init=1\.0 with lagrangian='pid' needs pid_ki > 0"):
+        PPOLagrangian(env=env, lagrangian="pid", lambda_init=1.0, pid_ki=0.0)
+
+
 def test_cost_margin_moves_the_multipliers_target_inside_the_limit(tmp_path):
     env = make_vec_env(ToyCMDP, n_envs=1)  # limit 0.3
     model = PPOLagrangian(env=env, lagrangian="gradient", lambda_lr=0.5, cost_margin=0.2)
