@@ -48,6 +48,29 @@ __all__ = ["PPOLagrangian"]
 SelfPPOLagrangian = TypeVar("SelfPPOLagrangian", bound="PPOLagrangian")
 
 
+def _multiplier_gains(
+    lagrangian: str, lambda_lr: float | None, pid_kp: float | None, pid_ki: float | None, pid_kd: float | None
+) -> tuple[float, float, float, float]:
+    """The variant's gains with their defaults; ValueError for the other variant's settings."""
+    other = (
+        {"pid_kp": pid_kp, "pid_ki": pid_ki, "pid_kd": pid_kd}
+        if lagrangian == "gradient"
+        else {"lambda_lr": lambda_lr}
+    )
+    unused = sorted(name for name, value in other.items() if value is not None)
+    if unused:
+        owner = "PID" if lagrangian == "gradient" else "gradient"
+        raise ValueError(
+            f"{unused} do not apply to lagrangian={lagrangian!r} (the {owner} variant's settings)"
+        )
+    return (
+        0.1 if lambda_lr is None else lambda_lr,
+        1.0 if pid_kp is None else pid_kp,
+        0.1 if pid_ki is None else pid_ki,
+        0.5 if pid_kd is None else pid_kd,
+    )
+
+
 class PPOLagrangian(PPO):
     """PPO with Lagrange multipliers on per-step average cost constraints.
 
@@ -61,10 +84,11 @@ class PPOLagrangian(PPO):
         lambda_init: initial value of every multiplier (>= 0); with ``"pid"`` the integral starts at
             ``lambda_init / pid_ki``, so that the multiplier is ``lambda_init`` while the costs sit at
             their limits (the PID update recomputes the multiplier from its terms at every update).
-        lambda_lr: step size of the gradient variant on the normalised error.
-        pid_kp: proportional gain of the PID variant.
-        pid_ki: integral gain of the PID variant.
-        pid_kd: derivative gain of the PID variant.
+        lambda_lr: step size of the gradient variant on the normalised error (default 0.1).
+        pid_kp: proportional gain of the PID variant (default 1.0).
+        pid_ki: integral gain of the PID variant (default 0.1).
+        pid_kd: derivative gain of the PID variant (default 0.5). Each variant refuses the other's
+            settings (a ValueError, not a silently unused value).
         lambda_max: cap of every multiplier.
         cost_gamma: discount of the costs (default: ``gamma``).
         cost_gae_lambda: GAE lambda of the costs (default: ``gae_lambda``).
@@ -94,10 +118,10 @@ class PPOLagrangian(PPO):
         cost_limits: Sequence[float] | None = None,
         cost_margin: float = 0.0,
         lambda_init: float = 0.0,
-        lambda_lr: float = 0.1,
-        pid_kp: float = 1.0,
-        pid_ki: float = 0.1,
-        pid_kd: float = 0.5,
+        lambda_lr: float | None = None,
+        pid_kp: float | None = None,
+        pid_ki: float | None = None,
+        pid_kd: float | None = None,
         lambda_max: float = 100.0,
         cost_gamma: float | None = None,
         cost_gae_lambda: float | None = None,
@@ -113,6 +137,7 @@ class PPOLagrangian(PPO):
             raise ValueError(f"cost_feedback must be 'rollout' or 'deterministic', got {cost_feedback!r}")
         if type(feedback_episodes) is not int or feedback_episodes < 1:
             raise ValueError(f"feedback_episodes must be an int >= 1, got {feedback_episodes!r}")
+        lambda_lr, pid_kp, pid_ki, pid_kd = _multiplier_gains(lagrangian, lambda_lr, pid_kp, pid_ki, pid_kd)
         for name, value in (
             ("lambda_init", lambda_init),
             ("lambda_lr", lambda_lr),

@@ -123,6 +123,39 @@ def test_rl_zoo3_trains_ppo_lagrangian_on_the_shipped_recipe_and_the_costs_move_
     assert model.lambdas[0] == pytest.approx(expected, rel=0.05)
 
 
+def test_rl_zoo3_trains_ppo_pid_on_its_own_recipe_and_refuses_the_gradient_step(tmp_path):
+    _library("rl_zoo3")
+    from edgegen.integrations import rl_zoo3 as zoo
+
+    env_id = "edgegen/FedDiffusion-v0"
+    zoo.main(
+        [
+            "--algo", "ppo_pid", "--env", env_id, "-n", "1024", "--seed", "3",
+            "--log-folder", str(tmp_path), "--env-kwargs", "deadline_miss_fraction_limit:0.01",
+        ]
+    )  # fmt: skip
+    (saved,) = tmp_path.glob("ppo_pid/edgegen-FedDiffusion-v0_1/edgegen-FedDiffusion-v0.zip")
+    model = zoo.PPOPIDLagrangian.load(saved)
+    recipe, _ = zoo.load_hyperparams("ppo-pid", env_id)
+    # ppo-pid.yml's FedDiffusion-v0 entry (pid_ki 0.03, ppo-lag.yml has none), the PID multiplier
+    assert model.lagrangian == "pid" and model.pid_ki == recipe["pid_ki"] == 0.03
+    assert model.n_steps == recipe["n_steps"] == 512 and model.num_timesteps == 1024
+    # two updates of kp e + ki I + kd D; the integral is the sum of the two errors (both over 0 here:
+    # a fresh policy misses far more than 1 % of the deadlines)
+    e1, e2 = model._pid_integral[0] - (model._previous_cost[0] / 0.01 - 1), model._previous_cost[0] / 0.01 - 1
+    assert e1 > 0 and e2 > 0
+    assert model.lambdas[0] == pytest.approx(
+        model.pid_kp * e2 + 0.03 * (e1 + e2) + model.pid_kd * max(0.0, e2 - e1)
+    )
+    with pytest.raises(ValueError, match=r"\['lambda_lr'\] do not apply to lagrangian='pid'"):
+        zoo.main(
+            [
+                "--algo", "ppo_pid", "--env", env_id, "-n", "512", "--log-folder", str(tmp_path / "x"),
+                "--hyperparams", "lambda_lr:0.3",
+            ]
+        )  # fmt: skip
+
+
 def test_rllib_runs_ppo_in_a_worker_process_and_logs_episode_costs():
     _library("ray.rllib")
     import ray

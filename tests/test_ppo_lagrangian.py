@@ -269,6 +269,13 @@ def test_bad_arguments():
         PPOLagrangian(env=env, lagrangian="adam")
     with pytest.raises(ValueError, match="lambda_lr must be >= 0"):
         PPOLagrangian(env=env, lambda_lr=-1.0)
+    # each multiplier refuses the other's settings instead of training without them
+    with pytest.raises(ValueError, match=r"\['pid_ki', 'pid_kp'\] do not apply to lagrangian='gradient'"):
+        PPOLagrangian(env=env, pid_kp=2.0, pid_ki=0.2)
+    with pytest.raises(ValueError, match=r"\['lambda_lr'\] do not apply to lagrangian='pid'"):
+        PPOLagrangian(env=env, lagrangian="pid", lambda_lr=0.3)
+    pid = PPOLagrangian(env=env, lagrangian="pid")
+    assert (pid.pid_kp, pid.pid_ki, pid.pid_kd, PPOLagrangian(env=env).lambda_lr) == (1.0, 0.1, 0.5, 0.1)
     with pytest.raises(ValueError, match=r"expected 1 limits"):
         PPOLagrangian(env=env, cost_limits=[0.1, 0.2])
     with pytest.raises(ValueError, match="declares no cost_spec"):
