@@ -41,6 +41,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import CheckpointCallback
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.utils import LinearSchedule
 
 import edgegen  # noqa: F401  (registers the edgegen ids)
 from edgegen.agents import (
@@ -262,7 +263,33 @@ def algo_config(algo: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(kwargs) - allowed)
     if unknown:
         raise CLIError(f"unknown --algo-kwargs {unknown} for {algo}; it takes {sorted(allowed)}")
-    return {**ALGOS[algo][1], **kwargs}
+    return {**ALGOS[algo][1], **kwargs, **linear_schedules(kwargs)}
+
+
+_SCHEDULED = ("learning_rate", "clip_range")
+
+
+def linear_schedules(kwargs: dict[str, Any]) -> dict[str, LinearSchedule]:
+    """SB3 schedules for rl-baselines3-zoo's ``"lin_<value>"`` in ``learning_rate`` / ``clip_range``.
+
+    From the value at the start of training linearly to 0 at its end (SB3's ``LinearSchedule``);
+    CLIError if malformed.
+    """
+    schedules = {}
+    for key in _SCHEDULED:
+        value = kwargs.get(key)
+        if not isinstance(value, str):
+            continue
+        start = None
+        if value.startswith("lin_"):
+            with contextlib.suppress(ValueError):
+                start = float(value[len("lin_") :])
+        if start is None or not start > 0:
+            raise CLIError(
+                f"bad --algo-kwargs {key}={value!r}: give a number or 'lin_<number > 0>' (e.g. lin_3e-4)"
+            )
+        schedules[key] = LinearSchedule(start, 0.0, 1.0)
+    return schedules
 
 
 def check_env_id(env_id: str) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
+from stable_baselines3.common.callbacks import BaseCallback
 
 from edgegen import train_agent
 from edgegen.agents import CVPO, PPOLagrangian
@@ -178,6 +179,14 @@ def test_cvpo_through_the_cli(tmp_path, capsys):
             for bad in ("abc", "-1", "0", "nan", "inf", "[1,2]")
         ],
         (["train", "--algo-kwargs", "learning_rate=abc"], "bad --algo-kwargs .*learning_rate"),
+        *[
+            (["train", "--algo-kwargs", f"{key}={bad}"], f"bad --algo-kwargs {key}='{bad}': give a number or")
+            for key, bad in (
+                ("learning_rate", "lin_abc"),
+                ("learning_rate", "lin_-1"),
+                ("clip_range", "lin_0"),
+            )
+        ],
         (["train", "--algo-kwargs", "n_steps=0"], "bad --algo-kwargs"),
         (["train", "--algo-kwargs", "batch_size=-1"], "bad --algo-kwargs"),
         (["train", "--algo-kwargs", "policy_kwargs=abc"], "bad --algo-kwargs"),
@@ -607,3 +616,28 @@ def test_policy_kwargs_of_a_recipe_and_of_the_user_merge_key_by_key():
     assert "policy_kwargs" not in sources
     config, policy_kwargs = train_agent.cvpo_settings(merged)
     assert config.gamma == 0.6 and policy_kwargs["entity_critic_arch"] == (32, 32)
+
+
+def test_zoo_style_linear_schedules_fall_from_the_value_to_zero():
+    settings = train_agent.algo_config("ppo-lag", {"learning_rate": "lin_1e-3", "clip_range": "lin_0.2"})
+    for key, start in (("learning_rate", 1e-3), ("clip_range", 0.2)):
+        schedule = settings[key]  # SB3 calls it with the progress remaining, 1 at the start, 0 at the end
+        assert [schedule(p) for p in (1.0, 0.5, 0.0)] == pytest.approx([start, start / 2, 0.0])
+    env = gym.make("edgegen/MEG-v0")
+    model = train_agent.PPOLagrangian("MlpPolicy", env, n_steps=64, batch_size=64, **settings)
+
+    class LearningRates(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[float] = []
+
+        def _on_rollout_start(self) -> None:  # after the previous update set the optimizer's rate
+            self.seen.append(self.model.policy.optimizer.param_groups[0]["lr"])
+
+        def _on_step(self) -> bool:
+            return True
+
+    rates = LearningRates()
+    model.learn(192, callback=rates)  # updates at 2/3, 1/3 and 0 of the run remaining
+    assert rates.seen[1:] == pytest.approx([2e-3 / 3, 1e-3 / 3])
+    assert train_agent.algo_config("ppo-lag", {"learning_rate": 3e-4})["learning_rate"] == 3e-4
