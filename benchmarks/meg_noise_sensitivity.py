@@ -16,7 +16,13 @@ noise augmentation (``--finetune-iters`` steps), both against the plain decoder'
 held-out images, and prints ``sigma^2 x`` the image's pixel variance: the error of a decoder that
 passes latent noise through at the latent's signal-to-noise ratio, neither amplifying nor removing it.
 
+``--compression-probe`` (recorded apart, as ``meg_noise_compression``) asks whether a latent of far
+fewer numbers than the image, as SDXL's (48x), gives the effect: deterministic autoencoders of the
+shipped family with three and four down blocks (latents 4 x 8 x 8, 12x; 4 x 4 x 4, 48x; the shipped
+one is 4 x 16 x 16, 3x), each with a noise-fine-tuned copy, measured as above.
+
     python benchmarks/meg_noise_sensitivity.py [--retrain-iters 400] [--vae-variants]
+    python benchmarks/meg_noise_sensitivity.py --compression-probe [--vae-iters 1500]
 """
 
 from __future__ import annotations
@@ -28,10 +34,11 @@ import sys
 import numpy as np
 import torch
 import torch.nn.functional as F
+from diffusers import AutoencoderKL
 from harness import record
 
 from edgegen.envs.backends.data import shape_images
-from edgegen.envs.backends.diffusion.backbone import DEFAULT_BACKBONE_DIR, SplitLatentDiffusion
+from edgegen.envs.backends.diffusion.backbone import DEFAULT_BACKBONE_DIR, SplitLatentDiffusion, build_vae
 from edgegen.envs.backends.diffusion.train import (
     augmentation_sigma,
     cosine_lr,
@@ -85,17 +92,50 @@ def noise_augmented_copy(vae, latents: torch.Tensor, scale: float, iters: int):
     return tuned.eval().requires_grad_(False)
 
 
-def vae_variants(vae_iters: int, finetune_iters: int) -> dict:
-    """Fresh autoencoders (KL 1e-6; deterministic), their plain and noise-fine-tuned decoders."""
+def deep_vae(down_blocks: int):
+    """An untrained autoencoder of the shipped family with ``down_blocks`` blocks (2: the shipped one)."""
+
+    def build() -> AutoencoderKL:
+        return AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D",) * down_blocks,
+            up_block_types=("UpDecoderBlock2D",) * down_blocks,
+            block_out_channels=(32, 64, 64, 64)[:down_blocks],
+            layers_per_block=1,
+            latent_channels=4,
+            norm_num_groups=16,
+            sample_size=32,
+            mid_block_add_attention=False,
+        )
+
+    return build
+
+
+VAE_VARIANTS = {"KL weight 1e-6": (1e-6, True, build_vae), "deterministic": (0.0, False, build_vae)}
+COMPRESSION_VARIANTS = {
+    "deterministic, 4 x 8 x 8 latent (12x)": (0.0, False, deep_vae(3)),
+    "deterministic, 4 x 4 x 4 latent (48x)": (0.0, False, deep_vae(4)),
+}
+
+
+def vae_variants(vae_iters: int, finetune_iters: int, variants: dict = VAE_VARIANTS) -> dict:
+    """Fresh autoencoders (by default KL 1e-6; deterministic), their plain and noise-fine-tuned decoders."""
     torch.set_num_threads(1)
     images = torch.from_numpy(shape_images(np.arange(6000) % 10, seed=0))
     held_out = torch.from_numpy(shape_images(np.arange(200) % 10, seed=77))
     results = {}
-    for name, kl_weight, sample in (("KL weight 1e-6", 1e-6, True), ("deterministic", 0.0, False)):
+    for name, (kl_weight, sample, build) in variants.items():
         torch.manual_seed(0)
         # train_vae logs its progress on stdout, which is the record: send it to stderr
         with torch.enable_grad(), contextlib.redirect_stdout(sys.stderr):
-            vae = train_vae(images, vae_iters, 32, {}, kl_weight=kl_weight, sample_posterior=sample)
+            vae = train_vae(
+                images, vae_iters, 32, {}, kl_weight=kl_weight, sample_posterior=sample, build=build
+            )
+        with torch.no_grad():
+            recon = (
+                (vae.decode(vae.encode(held_out).latent_dist.mean).sample - held_out) ** 2
+            ).mean().item() / 4
         raw = encode_latents(vae, images[:3000])
         scale = float(1.0 / raw.std())
         posterior_std = (vae.encode(images[:256]).latent_dist.std * scale).mean().item()
@@ -103,7 +143,7 @@ def vae_variants(vae_iters: int, finetune_iters: int) -> dict:
             tuned = noise_augmented_copy(vae, raw * scale, scale, finetune_iters)
         latents = vae.encode(held_out).latent_dist.mean * scale
         clean = (vae.decode(latents / scale).sample + 1) / 2
-        row: dict = {"posterior_std_scaled": posterior_std, "pixel_var": clean.var().item()}
+        row: dict = {"posterior_std_scaled": posterior_std, "pixel_var": clean.var().item(), "recon": recon}
         for label, decoder in (("plain", vae), ("noise-fine-tuned", tuned)):
             generator = torch.Generator().manual_seed(7)
             mses = []
@@ -127,7 +167,10 @@ def vae_variants(vae_iters: int, finetune_iters: int) -> dict:
     k = SIGMAS.index(0.1)
     for name, row in results.items():
         ratio = row["plain"][k] / row["noise-fine-tuned"][k]
-        print(f"{name}: plain / fine-tuned MSE at sigma 0.1: {ratio:.2f} (target >= 10)")
+        print(
+            f"{name}: plain / fine-tuned MSE at sigma 0.1: {ratio:.2f} (target >= 10); held-out "
+            f"reconstruction MSE {row['recon']:.5f}"
+        )
     return results
 
 
@@ -138,7 +181,11 @@ def main() -> None:
     parser.add_argument("--vae-variants", action="store_true")
     parser.add_argument("--vae-iters", type=int, default=700)
     parser.add_argument("--finetune-iters", type=int, default=600)
+    parser.add_argument("--compression-probe", action="store_true")
     args = parser.parse_args()
+    if args.compression_probe:
+        vae_variants(args.vae_iters, args.finetune_iters, COMPRESSION_VARIANTS)
+        return
     torch.set_num_threads(2)
     backbone = SplitLatentDiffusion.from_pretrained(DEFAULT_BACKBONE_DIR, torch_dtype=torch.float32)
     vae, scale = backbone.vae, backbone.vae.config.scaling_factor
@@ -176,5 +223,11 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    with record("meg_noise_sensitivity", "MEG-v0: link noise against the shipped decoders (paper Table II)"):
-        main()
+    if "--compression-probe" in sys.argv:
+        with record("meg_noise_compression", "MEG-v0: link noise against high-compression autoencoders"):
+            main()
+    else:
+        with record(
+            "meg_noise_sensitivity", "MEG-v0: link noise against the shipped decoders (paper Table II)"
+        ):
+            main()

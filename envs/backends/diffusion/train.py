@@ -58,14 +58,16 @@ def train_vae(
     log: dict,
     kl_weight: float = 1e-4,
     sample_posterior: bool = True,
+    build: Any = build_vae,
 ) -> Any:
     """Stage 1: the autoencoder, reconstruction MSE plus a tiny KL term.
 
     ``sample_posterior=False`` decodes the posterior mean (a deterministic autoencoder: the decoder
     never sees latent noise in training); ``benchmarks/meg_noise_sensitivity.py --vae-variants`` uses
-    it to test whether that makes the plain decoder sensitive to link noise.
+    it to test whether that makes the plain decoder sensitive to link noise, and ``build`` (a
+    function returning an untrained ``AutoencoderKL``) to try other architectures.
     """
-    vae = build_vae()
+    vae = build()
     opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
     losses = []
     for it in range(iters):
