@@ -12,7 +12,7 @@ import tempfile
 os.environ["EDGEGEN_CACHE_DIR"] = tempfile.mkdtemp(prefix="edgegen-test-cache-")
 
 # RLlib ships inside ray but needs ray[rllib]'s extra packages (dm-tree is imported as ``tree``).
-_GLUE = {"rllib.py": ("ray.rllib", "tree"), "rl_zoo3.py": ("rl_zoo3",)}
+_GLUE = {"rllib.py": ("ray.rllib", "tree"), "rl_zoo3.py": ("rl_zoo3",), "rl_zoo3_pid.py": ("rl_zoo3",)}
 
 
 def _missing(module: str) -> bool:
