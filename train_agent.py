@@ -284,9 +284,10 @@ def linear_schedules(kwargs: dict[str, Any]) -> dict[str, LinearSchedule]:
         if value.startswith("lin_"):
             with contextlib.suppress(ValueError):
                 start = float(value[len("lin_") :])
-        if start is None or not start > 0:
+        if start is None or not 0 < start < math.inf:
             raise CLIError(
-                f"bad --algo-kwargs {key}={value!r}: give a number or 'lin_<number > 0>' (e.g. lin_3e-4)"
+                f"bad --algo-kwargs {key}={value!r}: give a number or 'lin_<finite number > 0>' "
+                "(e.g. lin_3e-4)"
             )
         schedules[key] = LinearSchedule(start, 0.0, 1.0)
     return schedules

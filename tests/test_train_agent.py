@@ -185,6 +185,7 @@ def test_cvpo_through_the_cli(tmp_path, capsys):
                 ("learning_rate", "lin_abc"),
                 ("learning_rate", "lin_-1"),
                 ("clip_range", "lin_0"),
+                ("learning_rate", "lin_inf"),
             )
         ],
         (["train", "--algo-kwargs", "n_steps=0"], "bad --algo-kwargs"),
