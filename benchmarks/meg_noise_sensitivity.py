@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import sys
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL
 from harness import record
 
 from edgegen.envs.backends.data import shape_images
@@ -92,30 +92,10 @@ def noise_augmented_copy(vae, latents: torch.Tensor, scale: float, iters: int):
     return tuned.eval().requires_grad_(False)
 
 
-def deep_vae(down_blocks: int):
-    """An untrained autoencoder of the shipped family with ``down_blocks`` blocks (2: the shipped one)."""
-
-    def build() -> AutoencoderKL:
-        return AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * down_blocks,
-            up_block_types=("UpDecoderBlock2D",) * down_blocks,
-            block_out_channels=(32, 64, 64, 64)[:down_blocks],
-            layers_per_block=1,
-            latent_channels=4,
-            norm_num_groups=16,
-            sample_size=32,
-            mid_block_add_attention=False,
-        )
-
-    return build
-
-
 VAE_VARIANTS = {"KL weight 1e-6": (1e-6, True, build_vae), "deterministic": (0.0, False, build_vae)}
 COMPRESSION_VARIANTS = {
-    "deterministic, 4 x 8 x 8 latent (12x)": (0.0, False, deep_vae(3)),
-    "deterministic, 4 x 4 x 4 latent (48x)": (0.0, False, deep_vae(4)),
+    "deterministic, 4 x 8 x 8 latent (12x)": (0.0, False, functools.partial(build_vae, down_blocks=3)),
+    "deterministic, 4 x 4 x 4 latent (48x)": (0.0, False, functools.partial(build_vae, down_blocks=4)),
 }
 
 

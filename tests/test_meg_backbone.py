@@ -152,3 +152,13 @@ def test_profile_metadata():
     meta = profile.metadata
     assert meta["version"] == 1 and meta["latent_shape"] == [4, 16, 16] and meta["samples_per_cell"] == 60
     assert profile.steps.tolist() == list(range(4, 13)) and profile.rho.size >= 16 and profile.sigma.size >= 4
+
+
+def test_build_vae_down_blocks_set_the_latent_side():
+    images = torch.zeros(2, 3, 32, 32)
+    for blocks, side in ((2, 16), (3, 8), (4, 4)):  # each block after the first halves the side
+        with torch.no_grad():
+            latent = build_vae(blocks).encode(images).latent_dist.mean
+        assert latent.shape == (2, 4, side, side)
+    with pytest.raises(ValueError, match="down_blocks must be 2, 3 or 4, got 5"):
+        build_vae(5)

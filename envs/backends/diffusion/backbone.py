@@ -46,14 +46,20 @@ IMAGE_SIZE = 32
 PROMPT_DIM = 64
 
 
-def build_vae() -> AutoencoderKL:
-    """A small KL autoencoder: 3 x 32 x 32 images <-> 4 x 16 x 16 latents."""
+def build_vae(down_blocks: int = 2) -> AutoencoderKL:
+    """A small KL autoencoder: 3 x 32 x 32 images <-> 4 x 16 x 16 latents.
+
+    ``down_blocks`` (2 to 4) halves the latent's side once per block after the first: 3 gives
+    4 x 8 x 8 latents, 4 gives 4 x 4 x 4 (``benchmarks/meg_noise_sensitivity.py --compression-probe``).
+    """
+    if down_blocks not in (2, 3, 4):
+        raise ValueError(f"down_blocks must be 2, 3 or 4, got {down_blocks!r}")
     return AutoencoderKL(
         in_channels=3,
         out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        block_out_channels=(32, 64),
+        down_block_types=("DownEncoderBlock2D",) * down_blocks,
+        up_block_types=("UpDecoderBlock2D",) * down_blocks,
+        block_out_channels=(32, 64, 64, 64)[:down_blocks],
         layers_per_block=1,
         latent_channels=4,
         norm_num_groups=16,
