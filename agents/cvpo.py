@@ -50,6 +50,7 @@ from edgegen.agents.cost_buffer import CostNStepReplayBuffer, CostReplayBufferSa
 from edgegen.agents.deployed import deployed_policy_costs
 from edgegen.agents.entities import entity_count, entity_inputs, resolve_entity_layout
 from edgegen.agents.finite import check_transition, env_label
+from edgegen.agents.selection import KeepBest, with_selection
 from edgegen.envs.cmdp import CostSpec, get_cost_spec
 
 __all__ = [
@@ -155,6 +156,11 @@ class CVPOConfig:
     """episodes of the deterministic policy per cost feedback"""
     feedback_gain: float = 0.5
     """step of the log threshold scale per unit of relative cost error"""
+    keep_best: KeepBest | None = None
+    """if set (a ``KeepBest`` or a mapping of ``every_steps``, ``episodes``, ``margin``), the
+    deterministic policy is played on fixed selection episodes every ``every_steps`` env steps and the
+    best feasible snapshot is loaded at the end of ``learn`` (``agents.selection``; the steps count in
+    ``num_timesteps``)"""
 
     @classmethod
     def from_dict(cls, settings: dict[str, Any]) -> CVPOConfig:
@@ -181,6 +187,7 @@ class CVPOConfig:
 
     def __post_init__(self) -> None:
         """Validate the fields."""
+        object.__setattr__(self, "keep_best", KeepBest.from_value(self.keep_best))
         # name: (ok, the allowed range in words)
         checks = {
             "gamma": (0 <= self.gamma < 1, "in [0, 1): 0 makes the critics one-step (contextual-bandit) Qs"),
@@ -863,6 +870,7 @@ class CVPO(OffPolicyAlgorithm):
     ) -> None:
         self.config = replace(config or CVPOConfig(), **settings)
         cfg = self.config
+        self.selected_step: int | None = None  # set by keep_best's selection at the end of learn
         policy_kwargs = dict(policy_kwargs or {})
         check_policy_kwargs(policy_kwargs)
         if isinstance(env, gym.vector.VectorEnv):
@@ -1133,7 +1141,7 @@ class CVPO(OffPolicyAlgorithm):
             raise ValueError(f"total_timesteps must be >= 1, got {total_timesteps}")
         return super().learn(
             total_timesteps,
-            callback=callback,
+            callback=with_selection(callback, self.config.keep_best),
             log_interval=log_interval,
             tb_log_name=tb_log_name,
             reset_num_timesteps=reset_num_timesteps,

@@ -21,7 +21,7 @@ from stable_baselines3.common.monitor import Monitor
 
 from edgegen.agents.cost_buffer import costs_from_infos
 
-__all__ = ["copy_first_env", "deployed_policy_costs", "deterministic_costs"]
+__all__ = ["copy_first_env", "deployed_policy_costs", "deterministic_costs", "play_deterministic"]
 
 
 def copy_first_env(vec_env: object, who: str) -> gym.Env:
@@ -48,6 +48,35 @@ def copy_first_env(vec_env: object, who: str) -> gym.Env:
     return copy.deepcopy(envs[0], memo)
 
 
+def play_deterministic(
+    predict: Callable[[np.ndarray], np.ndarray],
+    env: gym.Env,
+    seeds: list[int | None],
+    n_costs: int,
+    who: str,
+) -> tuple[float, np.ndarray, int]:
+    """One whole episode per entry of ``seeds``: mean reward per step, mean cost per step, steps.
+
+    ``predict`` maps one observation to the deterministic action; each episode's reset takes its seed
+    (``None`` continues the env's random stream). The means are over episodes of each episode's
+    per-step average, as the protocol's evaluation takes them.
+    """
+    rewards, costs, steps = [], [], 0
+    for seed in seeds:
+        obs, _ = env.reset(seed=seed)
+        reward, total, length, done = 0.0, np.zeros(n_costs), 0, False
+        while not done:
+            obs, r, terminated, truncated, info = env.step(predict(obs))
+            reward += float(r)
+            total += costs_from_infos([info], n_costs, who)[0]
+            length += 1
+            done = bool(terminated or truncated)
+        rewards.append(reward / length)
+        costs.append(total / length)
+        steps += length
+    return float(np.mean(rewards)), np.mean(costs, axis=0), steps
+
+
 def deterministic_costs(
     predict: Callable[[np.ndarray], np.ndarray],
     env: gym.Env,
@@ -61,18 +90,8 @@ def deterministic_costs(
     ``predict`` maps one observation to the deterministic action. The first episode's reset takes
     ``seed`` (give one on the first call only); every other reset continues the env's random stream.
     """
-    per_step, steps = [], 0
-    for episode in range(episodes):
-        obs, _ = env.reset(seed=seed if episode == 0 else None)
-        total, length, done = np.zeros(n_costs), 0, False
-        while not done:
-            obs, _, terminated, truncated, info = env.step(predict(obs))
-            total += costs_from_infos([info], n_costs, who)[0]
-            length += 1
-            done = bool(terminated or truncated)
-        per_step.append(total / length)
-        steps += length
-    return np.mean(per_step, axis=0), steps
+    _, cost, steps = play_deterministic(predict, env, [seed] + [None] * (episodes - 1), n_costs, who)
+    return cost, steps
 
 
 def deployed_policy_costs(model: Any, episodes: int, who: str) -> np.ndarray:

@@ -41,6 +41,7 @@ from edgegen.agents.cost_policy import CostActorCriticPolicy
 from edgegen.agents.deployed import deployed_policy_costs
 from edgegen.agents.entities import resolve_entity_layout
 from edgegen.agents.finite import check_transition, env_label
+from edgegen.agents.selection import KeepBest, with_selection
 from edgegen.envs.cmdp import CostSpec, get_cost_spec
 
 __all__ = ["PPOLagrangian"]
@@ -102,6 +103,10 @@ class PPOLagrangian(PPO):
             linearly from its initial value (``policy_kwargs["log_std_init"]``) to this value at the end
             of training, so that the deterministic (mean) action the policy is evaluated with acts
             like the stochastic policy it was trained as.
+        keep_best: if set (a :class:`agents.selection.KeepBest` or a mapping of its fields
+            ``every_steps``, ``episodes``, ``margin``), the deterministic policy is played on fixed
+            selection episodes every ``every_steps`` steps and the best feasible snapshot is loaded at
+            the end of ``learn`` (``selected_step`` names it); their steps count in ``num_timesteps``.
         **kwargs: any argument of stable-baselines3's ``PPO`` (``n_steps``, ``learning_rate``, ...).
     """
 
@@ -129,6 +134,7 @@ class PPOLagrangian(PPO):
         cost_feedback: Literal["rollout", "deterministic"] = "rollout",
         feedback_episodes: int = 2,
         log_std_final: float | None = None,
+        keep_best: KeepBest | dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         if lagrangian not in ("gradient", "pid"):
@@ -175,6 +181,8 @@ class PPOLagrangian(PPO):
         self.log_std_final = log_std_final
         self.cost_feedback, self.feedback_episodes = cost_feedback, feedback_episodes
         self.cost_margin = cost_margin
+        self.keep_best = KeepBest.from_value(keep_best)
+        self.selected_step: int | None = None
         # SB3's load() calls the constructor without env and restores cost_spec (and the multiplier
         # state) from the checkpoint afterwards.
         if env is not None:
@@ -502,7 +510,7 @@ class PPOLagrangian(PPO):
             raise ValueError("PPOLagrangian.learn needs an env: pass env= to load() or set_env()")
         return super().learn(
             total_timesteps=total_timesteps,
-            callback=callback,
+            callback=with_selection(callback, self.keep_best),
             log_interval=log_interval,
             tb_log_name=tb_log_name,
             reset_num_timesteps=reset_num_timesteps,
