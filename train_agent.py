@@ -688,7 +688,11 @@ def _learn_and_evaluate(model: Any, args: TrainArgs, run_dir: Path, config: dict
         policies, env, args.eval_episodes, seed=10_000 + args.seed, progress_bar=args.progress_bar
     )
     header, rows = table_rows(results)
-    report = {**results_json(results, args.eval_episodes, 10_000 + args.seed), "train_time_s": train_time_s}
+    report = {
+        **results_json(results, args.eval_episodes, 10_000 + args.seed),
+        "train_time_s": train_time_s,
+        "selected_step": getattr(model, "selected_step", None),  # keep_best's snapshot, if any
+    }
     (run_dir / "evaluation.json").write_text(json.dumps(report, indent=2))
     print(
         f"\n{args.env}, {args.algo}, {args.timesteps} steps in {train_time_s:.0f} s, "

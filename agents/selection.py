@@ -13,7 +13,9 @@ limit times ``1 - margin``. With none feasible, the last policy stays. This is s
 The selection episodes are env steps like any other: their steps count in ``num_timesteps`` (the
 evaluation at the end of training runs after the budget, at most ``episodes`` episodes more). Their
 seeds, ``training seed + 104_729 + i``, are apart from the protocol's evaluation blocks (10000+,
-50000+), so selecting does not look at the episodes that report the result.
+50000+), so selecting does not look at the episodes that report the result. The snapshots live in
+memory: an interrupted ``learn`` leaves the current policy (``edgegen-train`` saves it), and a resumed
+run chooses among the snapshots after the resume.
 """
 
 from __future__ import annotations

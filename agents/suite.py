@@ -305,7 +305,10 @@ def run_job(
         config = {**asdict(train_args), "algo_settings": merged, "algo_settings_source": sources}
         (folder / "config.json").write_text(json.dumps(config, indent=2))
         out.update(
-            timesteps=int(model.num_timesteps), curve=callback.curve, train_time_s=time.perf_counter() - start
+            timesteps=int(model.num_timesteps),
+            curve=callback.curve,
+            train_time_s=time.perf_counter() - start,
+            selected_step=getattr(model, "selected_step", None),  # keep_best's snapshot, if any
         )
         policy: Any = model
         env = ta.make_env(job["env"], {})
