@@ -48,6 +48,7 @@ SECTIONS = (
         "meg_noise_compression",
         "python benchmarks/meg_noise_sensitivity.py --compression-probe --vae-iters 1500",
     ),
+    ("meg_noise_spectrum", "python benchmarks/meg_noise_sensitivity.py --spectrum"),
     ("fed_ddpm_quantization", "python benchmarks/fed_ddpm_quantization.py"),
     ("split_vit_accuracy", "python benchmarks/split_vit_accuracy.py"),
     ("fresh_install", "python benchmarks/harness.py fresh_install TITLE bash benchmarks/fresh_install.sh"),
