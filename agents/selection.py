@@ -89,14 +89,12 @@ class KeepBestFeasible(BaseCallback):
         self._next_step = 0
 
     def _init_callback(self) -> None:
-        who = f"{type(self.model).__name__} keep_best"
-        self._env = copy_first_env(self.model.env, who)
-        base = (self.model.seed or 0) + SELECTION_SEED_OFFSET
-        self._seeds: list[int | None] = [base + i for i in range(self.settings.episodes)]
         model: Any = self.model  # an agent with cost_spec (BaseAlgorithm does not declare it)
-        spec = model.cost_spec
-        self._limits = np.asarray(spec.limits) * (1.0 - self.settings.margin)
-        self._next_step = self.model.num_timesteps + self.settings.every_steps
+        self._env = copy_first_env(model.env, f"{type(model).__name__} keep_best")
+        base = (model.seed or 0) + SELECTION_SEED_OFFSET
+        self._seeds: list[int | None] = [base + i for i in range(self.settings.episodes)]
+        self._limits = np.asarray(model.cost_spec.limits) * (1.0 - self.settings.margin)
+        self._next_step = model.num_timesteps + self.settings.every_steps
 
     def _on_step(self) -> bool:
         if self.model.num_timesteps >= self._next_step:

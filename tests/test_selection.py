@@ -72,18 +72,24 @@ def test_with_no_feasible_snapshot_the_last_policy_stays():
     assert model.selected_step is None
 
 
-def test_learn_keeps_the_history_best_and_counts_the_selection_steps(monkeypatch):
-    # limit 0.5: the untrained policy's u0 is ~0.49, so some snapshots pass and some may not
-    model = _model(limit=0.5, keep_best={"every_steps": 64, "episodes": 2})
+@pytest.fixture
+def added_callbacks(monkeypatch) -> list[KeepBestFeasible]:
+    """The callbacks learn() adds (through ``with_selection``), kept to read their history."""
     seen: list[KeepBestFeasible] = []
 
-    def spy(settings: KeepBest) -> KeepBestFeasible:  # the callback learn() adds, kept to read its history
+    def spy(settings: KeepBest) -> KeepBestFeasible:
         seen.append(KeepBestFeasible(settings))
         return seen[-1]
 
     monkeypatch.setattr(selection, "KeepBestFeasible", spy)
+    return seen
+
+
+def test_learn_keeps_the_history_best_and_counts_the_selection_steps(added_callbacks):
+    # limit 0.5: the untrained policy's u0 is ~0.49, so some snapshots pass and some may not
+    model = _model(limit=0.5, keep_best={"every_steps": 64, "episodes": 2})
     model.learn(320)
-    (spy,) = seen
+    (spy,) = added_callbacks
     # rollouts of 32 steps; an evaluation (2 episodes x 10 steps) once 64 more steps have passed, and
     # one at the end, after the budget: the selection's steps count in it
     n = len(spy.history)
@@ -104,7 +110,7 @@ def test_learn_keeps_the_history_best_and_counts_the_selection_steps(monkeypatch
     )
 
 
-def test_cvpo_keeps_its_best_feasible_snapshot_too(monkeypatch):
+def test_cvpo_keeps_its_best_feasible_snapshot_too(added_callbacks):
     env = make_vec_env(ToyCMDP, n_envs=1, seed=0, env_kwargs={"limit": 0.5})
     model = CVPO(
         "MlpPolicy",
@@ -114,10 +120,8 @@ def test_cvpo_keeps_its_best_feasible_snapshot_too(monkeypatch):
         threshold_horizon=HORIZON,
         keep_best={"every_steps": 100, "episodes": 2},
     )
-    seen: list[KeepBestFeasible] = []
-    monkeypatch.setattr(selection, "KeepBestFeasible", lambda s: seen.append(KeepBestFeasible(s)) or seen[-1])
     model.learn(400)
-    (spy,) = seen
+    (spy,) = added_callbacks
     assert [h[0] for h in spy.history[:2]] == [100, 200]
     feasible = [(reward, step) for step, reward, cost, ok in spy.history if ok]
     assert feasible
