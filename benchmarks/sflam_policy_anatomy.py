@@ -8,6 +8,7 @@ to finish (the oracle finishes them together: a device done early had bandwidth 
 the mean transmit power.
 
     python benchmarks/sflam_policy_anatomy.py suite_runs/<run>/jobs/<job> [...]
+    python benchmarks/sflam_policy_anatomy.py runs/<run>/checkpoints/model_<steps>_steps.zip [...]
 """
 
 from __future__ import annotations
@@ -63,14 +64,15 @@ def anatomy(act: Callable[[np.ndarray], np.ndarray], env: gym.Env) -> dict[str, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("jobs", nargs="+", help="suite job folders holding model.zip")
+    parser.add_argument("jobs", nargs="+", help="suite job folders holding model.zip, or saved models (.zip)")
     args = parser.parse_args()
     env = gym.make("edgegen/SFLAM-v0")
     oracle = OraclePolicy(env)
     rows = {"CMDP oracle": anatomy(lambda obs: oracle.predict(obs, deterministic=True)[0], env)}
     for job in args.jobs:
-        model = PPOLagrangian.load(f"{job}/model.zip", device="cpu")
-        rows[job.rstrip("/").split("/")[-1]] = anatomy(
+        path = job if job.endswith(".zip") else f"{job}/model.zip"
+        model = PPOLagrangian.load(path, device="cpu")
+        rows[job.rstrip("/").split("/")[-1].removesuffix(".zip")] = anatomy(
             lambda obs, model=model: model.predict(obs, deterministic=True)[0], env
         )
     print(

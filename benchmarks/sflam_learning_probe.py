@@ -1,0 +1,240 @@
+"""Why SFLAM-v0's agents stop at 1.3-1.5x the oracle: a compact PPO on the env's own round model.
+
+SFLAM-v0's recipes train with ``gamma = 0`` (a round's decisions do not change later rounds), so
+learning it is a contextual bandit: observe a round, act, read its objective and latency. This script
+runs a small clipped-PPO learner on rounds drawn from the env (``SFLAMEnv.reset``'s episodes,
+evaluated with the env's own ``round_outcome_indexed``) with the shipped agents' shape (one actor MLP
+shared by the devices, a Deep Set context of the round, a Gaussian at log std -1.5, 512 samples per
+update, 10 epochs of 128-sample minibatches, a gradient multiplier on the round latency) and changes
+one thing at a time, so that each of three explanations can be tested alone, fast:
+
+- ``--credit``: ``team`` gives every action value the round's advantage (what the agents do);
+  ``local`` gives each device its own terms: its energy, its quantization, and its latency's excess
+  over the round's other devices (``T - max of the others``: the only part of ``T`` it moves alone);
+  ``hybrid`` gives the bit-width and power of a device its own terms and the bandwidth weights (which
+  couple the devices through the shares) the round's advantage.
+- ``--lambda-lr 0 --lambda-init L``: the latency multiplier held at ``L`` (the CMDP oracle's is ~1.0).
+- ``--samples``: the training budget (the targets' 100k, or more).
+
+Every 20 updates (and at the end) the deterministic policy (the Gaussian's mean) plays the tuning
+block's 20 evaluation episodes (10000-10019); each line gives its mean round latency T, energy E,
+quantization bound Q and objective against the CMDP oracle's on the same rounds.
+
+    python benchmarks/sflam_learning_probe.py --credit team local hybrid --seed 0 --samples 100000
+    python benchmarks/sflam_learning_probe.py --credit team --lambda-lr 0 --lambda-init 1.0
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from torch import nn
+
+import edgegen  # noqa: F401  (registers the edgegen ids)
+from edgegen.agents import OraclePolicy
+from edgegen.agents.protocol import TUNING_EVAL_SEED
+from edgegen.envs.sflam.env import SFLAMEnv
+from edgegen.envs.sflam.system import round_outcome_indexed
+
+EVAL_EPISODES = 20
+BATCH, MINIBATCH, EPOCHS, CLIP, LR = 512, 128, 10, 0.2, 3e-4
+
+
+def draw_rounds(env: SFLAMEnv, episodes: range) -> dict[str, np.ndarray]:
+    """The rounds of these episodes: observation, channel gain over noise and fixed latency per device."""
+    obs, gain, fixed = [], [], []
+    rounds = env.config.num_rounds
+    for episode in episodes:
+        env.reset(seed=episode)
+        obs.append(env._obs[:rounds].copy())
+        gain.append(env._gain_over_noise.copy())
+        fixed.append(env._fixed_s.copy())
+    return {"obs": np.concatenate(obs), "gain": np.concatenate(gain), "fixed": np.concatenate(fixed)}
+
+
+def play(
+    env: SFLAMEnv, rounds: dict[str, np.ndarray], rows: np.ndarray, action: np.ndarray
+) -> dict[str, Any]:
+    """The env's round model on a batch of rounds; per device also its energy and quantization terms."""
+    u = (np.clip(action, -1.0, 1.0).astype(np.float64) + 1.0) * env._action_scale
+    index, share, power = env.decisions_from_unit(u)
+    tables = env._tables
+    latency, round_s, energy, quant, objective = round_outcome_indexed(
+        tables, rounds["gain"][rows], rounds["fixed"][rows], index, share, power
+    )
+    upload_s = latency - rounds["fixed"][rows]
+    m = latency.shape[-1]
+    return {
+        "latency": latency,
+        "T": round_s,
+        "E": energy,
+        "Q": quant,
+        "objective": objective,
+        "device_energy": tables.compute_energy_j + power * upload_s,
+        "device_quant": tables.quantization[index] / m,
+    }
+
+
+class EntityActorCritic(nn.Module):
+    """Per-device actor and per-device (reward, cost) critic, both on a Deep Set context of the round."""
+
+    def __init__(self, devices: int, context: int = 32, hidden: int = 64) -> None:
+        super().__init__()
+        self.devices = devices
+        features = 2 + 1  # a device's two features and the round progress
+        self.context = nn.Sequential(
+            nn.Linear(features, context), nn.Tanh(), nn.Linear(context, context), nn.Tanh()
+        )
+
+        def mlp(out: int) -> nn.Sequential:
+            return nn.Sequential(
+                nn.Linear(features + context, hidden),
+                nn.Tanh(),
+                nn.Linear(hidden, hidden),
+                nn.Tanh(),
+                nn.Linear(hidden, out),
+            )
+
+        self.actor, self.critic = mlp(3), mlp(2)
+        self.log_std = nn.Parameter(th.full((3,), -1.5))
+
+    def forward(self, obs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """``(mean action (B, M, 3), values (B, M, 2))``."""
+        per_device = obs[:, : 2 * self.devices].reshape(-1, self.devices, 2)
+        progress = obs[:, 2 * self.devices :].unsqueeze(1).expand(-1, self.devices, 1)
+        x = th.cat([per_device, progress], dim=-1)
+        pooled = self.context(x).mean(dim=1, keepdim=True).expand(-1, self.devices, -1)
+        x = th.cat([x, pooled], dim=-1)
+        return self.actor(x), self.critic(x)
+
+
+def clipped(advantage: th.Tensor, log_ratio: th.Tensor) -> th.Tensor:
+    """PPO's clipped surrogate (to maximise), averaged."""
+    ratio = log_ratio.exp()
+    return th.min(advantage * ratio, advantage * ratio.clamp(1 - CLIP, 1 + CLIP)).mean()
+
+
+def normalised(x: th.Tensor) -> th.Tensor:
+    return (x - x.mean()) / (x.std() + 1e-8)
+
+
+def train(
+    args: argparse.Namespace,
+    credit: str,
+    env: SFLAMEnv,
+    train_rounds: dict,
+    test_rounds: dict,
+    oracle_mean: float,
+) -> None:
+    """Train one learner with this credit rule; print the deterministic policy every 20 updates."""
+    th.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    cfg, m = env.config, env.config.selected_devices
+    limit = cfg.round_latency_s_limit
+    w_t, w_e, w_q = cfg.latency_weight, cfg.energy_weight, cfg.quantization_weight
+    net = EntityActorCritic(m)
+    optimizer = th.optim.Adam(net.parameters(), lr=LR)
+    lam = args.lambda_init
+    train_obs, test_obs = th.as_tensor(train_rounds["obs"]), th.as_tensor(test_rounds["obs"])
+    test_rows = np.arange(len(test_rounds["obs"]))
+    updates = args.samples // BATCH
+    for update in range(updates):
+        rows = rng.integers(0, len(train_rounds["obs"]), BATCH)
+        obs = train_obs[rows]
+        with th.no_grad():
+            mean, _ = net(obs)
+            dist = th.distributions.Normal(mean, net.log_std.exp())
+            action = dist.sample()
+            old_log_prob = dist.log_prob(action)  # (B, M, 3)
+        out = play(env, train_rounds, rows, action.reshape(BATCH, -1).numpy())
+        # the multiplier follows the sampled (stochastic) rounds, as PPO-Lag's gradient rule does
+        lam = max(0.0, lam + args.lambda_lr * (float(out["T"].mean()) / limit - 1.0))
+        if credit == "team":  # the round's reward and cost, a 1/M share per device (they sum back)
+            target = np.stack(
+                [np.repeat(-out["objective"][:, None] / m, m, 1), np.repeat(out["T"][:, None] / m, m, 1)], -1
+            )
+        else:
+            ordered = np.sort(out["latency"], axis=1)
+            excess = np.where(out["latency"] == ordered[:, -1:], ordered[:, -1:] - ordered[:, -2:-1], 0.0)
+            reward = -(w_e * out["device_energy"] + w_q * out["device_quant"] + w_t * excess)
+            target = np.stack([reward, excess], -1)
+        target_t = th.as_tensor(target, dtype=th.float32)
+
+        for _ in range(EPOCHS):
+            for batch in th.randperm(BATCH).split(MINIBATCH):
+                mean, values = net(obs[batch])
+                log_prob = th.distributions.Normal(mean, net.log_std.exp()).log_prob(action[batch])
+                log_ratio = log_prob - old_log_prob[batch]  # (b, M, 3)
+                per_device = (target_t[batch] - values.detach()) @ th.tensor([1.0, -lam])  # (b, M)
+                round_adv = normalised(per_device.sum(dim=1))
+                if credit == "team":
+                    objective = clipped(round_adv, log_ratio.sum(dim=(1, 2)))
+                elif credit == "local":
+                    objective = clipped(normalised(per_device), log_ratio.sum(dim=2))
+                else:  # bits and power per device, the coupled bandwidth weights by the round
+                    objective = clipped(normalised(per_device), log_ratio[..., [0, 2]].sum(dim=2)) + clipped(
+                        round_adv, log_ratio[..., 1].sum(dim=1)
+                    )
+                loss = -objective + 0.5 * ((values - target_t[batch]) ** 2).mean()
+                optimizer.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(net.parameters(), 0.5)
+                optimizer.step()
+
+        if update % 20 == 0 or update == updates - 1:
+            with th.no_grad():
+                mean, _ = net(test_obs)
+            det = play(env, test_rounds, test_rows, mean.reshape(len(test_rows), -1).numpy())
+            print(
+                f"{credit} samples {(update + 1) * BATCH} lambda {lam:.2f} | deterministic: T "
+                f"{det['T'].mean():.3f} s, E {det['E'].mean():.3f} J, Q {det['Q'].mean():.4f}, objective "
+                f"{det['objective'].mean():.3f} = {det['objective'].mean() / oracle_mean:.3f}x the oracle's",
+                flush=True,
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--credit", nargs="+", choices=("team", "local", "hybrid"), default=["team"])
+    parser.add_argument(
+        "--seed", type=int, default=0, help="tuning seed: networks, sampling, training episodes"
+    )
+    parser.add_argument("--samples", type=int, default=100_000, help="rounds of training (env steps)")
+    parser.add_argument("--lambda-lr", type=float, default=0.1, help="multiplier step per update (0: fixed)")
+    parser.add_argument("--lambda-init", type=float, default=1.0)
+    args = parser.parse_args()
+    if args.samples < BATCH:
+        parser.error(f"--samples must be at least {BATCH}, got {args.samples}")
+    env = gym.make("edgegen/SFLAM-v0").unwrapped
+    assert isinstance(env, SFLAMEnv)
+    rounds = env.config.num_rounds
+
+    # Training rounds: the budget's worth of episodes, seeds of their own per training seed.
+    start = time.perf_counter()
+    first = args.seed * 1_000_000
+    train_rounds = draw_rounds(env, range(first, first + args.samples // rounds))
+    test_rounds = draw_rounds(env, range(TUNING_EVAL_SEED, TUNING_EVAL_SEED + EVAL_EPISODES))
+    oracle_env = gym.make("edgegen/SFLAM-v0")
+    oracle, oracle_objective = OraclePolicy(oracle_env), []
+    for episode in range(TUNING_EVAL_SEED, TUNING_EVAL_SEED + EVAL_EPISODES):
+        obs, _ = oracle_env.reset(seed=episode)
+        for _ in range(rounds):
+            obs, *_, info = oracle_env.step(oracle.predict(obs)[0])
+            oracle_objective.append(info["objective"])
+    oracle_mean = float(np.mean(oracle_objective))
+    print(
+        f"rounds drawn and the CMDP oracle played in {time.perf_counter() - start:.0f} s; "
+        f"oracle objective {oracle_mean:.4f}",
+        flush=True,
+    )
+    for credit in args.credit:
+        train(args, credit, env, train_rounds, test_rounds, oracle_mean)
+
+
+if __name__ == "__main__":
+    main()
