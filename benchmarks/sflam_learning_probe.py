@@ -13,15 +13,22 @@ one thing at a time, so that each of three explanations can be tested alone, fas
   over the round's other devices (``T - max of the others``: the only part of ``T`` it moves alone);
   ``hybrid`` gives the bit-width and power of a device its own terms and the bandwidth weights (which
   couple the devices through the shares) the round's advantage.
+- ``--credit critic`` / ``critic-max``: not PPO but a deterministic actor trained through a learnt
+  critic's action gradient (DDPG at gamma 0, the same 512 rounds per update, exploration noise 0.2),
+  the critic a two-stage Deep Set of the round predicting the logarithms of the objective and of the
+  round latency (``critic``) or of every device's latency, the round's being their max
+  (``critic-max``); its multiplier follows the deterministic policy's played rounds.
 - ``--lambda-lr 0 --lambda-init L``: the latency multiplier held at ``L`` (the CMDP oracle's is ~1.0).
 - ``--samples``: the training budget (the targets' 100k, or more).
 
-Every 20 updates (and at the end) the deterministic policy (the Gaussian's mean) plays the tuning
-block's 20 evaluation episodes (10000-10019); each line gives its mean round latency T, energy E,
-quantization bound Q and objective against the CMDP oracle's on the same rounds.
+Every 20 updates (and at the end) the deterministic policy (PPO's Gaussian mean, the critic
+learners' actor output) plays the tuning block's 20 evaluation episodes (10000-10019); each line gives
+its mean round latency T, energy E, quantization bound Q and objective against the CMDP oracle's on
+the same rounds.
 
     python benchmarks/sflam_learning_probe.py --credit team local hybrid --seed 0 --samples 100000
     python benchmarks/sflam_learning_probe.py --credit team --lambda-lr 0 --lambda-init 1.0
+    python benchmarks/sflam_learning_probe.py --credit critic-max critic
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ from edgegen.envs.sflam.system import round_outcome_indexed
 
 EVAL_EPISODES = 20
 BATCH, MINIBATCH, EPOCHS, CLIP, LR = 512, 128, 10, 0.2, 3e-4
+CRITIC_NOISE = 0.2  # the critic learner's exploration: Gaussian noise on its tanh action
 
 
 def draw_rounds(env: SFLAMEnv, episodes: range) -> dict[str, np.ndarray]:
@@ -198,9 +206,115 @@ def train(
             )
 
 
+class SetCritic(nn.Module):
+    """A round's objective and latency from every device's features and action: a two-stage Deep Set.
+
+    Mean and max pooling over the devices after each stage, so that it can represent the shares'
+    normalisation (a sum over the devices' weights) and the round latency (a max over devices).
+    With ``per_device`` the latency comes out per device (the round's is their max, taken outside).
+    """
+
+    def __init__(self, devices: int, per_device: bool, hidden: int = 64) -> None:
+        super().__init__()
+        self.devices, self.per_device = devices, per_device
+        inputs = 2 + 1 + 3  # a device's features, the round progress, its action
+        self.first = nn.Sequential(nn.Linear(inputs, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh())
+        self.second = nn.Sequential(
+            nn.Linear(inputs + 2 * hidden, hidden), nn.Tanh(), nn.Linear(hidden, hidden)
+        )
+        self.head = nn.Sequential(
+            nn.Linear(2 * hidden, hidden), nn.Tanh(), nn.Linear(hidden, 1 if per_device else 2)
+        )
+        self.device_head = nn.Sequential(nn.Tanh(), nn.Linear(hidden, 1))
+
+    def forward(self, obs: th.Tensor, action: th.Tensor) -> th.Tensor:
+        """``(B, 2)`` or ``(B, 1 + M)``: the logarithms of the objective and of the round's (or every
+        device's) latency."""
+        per_device = obs[:, : 2 * self.devices].reshape(-1, self.devices, 2)
+        progress = obs[:, 2 * self.devices :].unsqueeze(1).expand(-1, self.devices, 1)
+        x = th.cat([per_device, progress, action.reshape(-1, self.devices, 3)], dim=-1)
+        h = self.first(x)
+        pooled = th.cat([h.mean(dim=1), h.amax(dim=1)], dim=-1).unsqueeze(1).expand(-1, self.devices, -1)
+        h = self.second(th.cat([x, pooled], dim=-1))
+        out = self.head(th.cat([h.mean(dim=1), h.amax(dim=1)], dim=-1))
+        return th.cat([out, self.device_head(h).squeeze(-1)], dim=-1) if self.per_device else out
+
+
+def train_critic_learner(
+    args: argparse.Namespace,
+    credit: str,
+    env: SFLAMEnv,
+    train_rounds: dict,
+    test_rounds: dict,
+    oracle_mean: float,
+) -> None:
+    """Deterministic actor through a learnt set critic (DDPG at gamma 0), same samples per update."""
+    th.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    cfg, m = env.config, env.config.selected_devices
+    limit = cfg.round_latency_s_limit
+    per_device = credit == "critic-max"
+    net, critic = EntityActorCritic(m), SetCritic(m, per_device)
+    actor_opt = th.optim.Adam(net.actor.parameters(), lr=LR)
+    actor_opt.add_param_group({"params": net.context.parameters()})
+    critic_opt = th.optim.Adam(critic.parameters(), lr=1e-3)
+    lam = args.lambda_init
+    train_obs, test_obs = th.as_tensor(train_rounds["obs"]), th.as_tensor(test_rounds["obs"])
+    test_rows = np.arange(len(test_rounds["obs"]))
+    memory_obs, memory_action, memory_target = [], [], []
+    updates = args.samples // BATCH
+    for update in range(updates):
+        rows = rng.integers(0, len(train_rounds["obs"]), BATCH)
+        obs = train_obs[rows]
+        with th.no_grad():
+            mean, _ = net(obs)
+            action = (th.tanh(mean) + CRITIC_NOISE * th.randn_like(mean)).clamp(-1.0, 1.0)
+        out = play(env, train_rounds, rows, action.reshape(BATCH, -1).numpy())
+        # logarithms: the first rounds run for tens of seconds and 2-bit rounds cost ~15x the oracle's
+        latency = out["latency"] if per_device else out["T"][:, None]
+        target = np.log(np.concatenate([out["objective"][:, None], latency], -1))
+        memory_obs.append(obs)
+        memory_action.append(action.reshape(BATCH, -1))
+        memory_target.append(th.as_tensor(target, dtype=th.float32))
+        all_obs, all_action, all_target = (th.cat(x) for x in (memory_obs, memory_action, memory_target))
+        for _ in range(EPOCHS * BATCH // MINIBATCH):
+            batch = th.as_tensor(rng.integers(0, len(all_obs), 2 * MINIBATCH))
+            critic_loss = ((critic(all_obs[batch], all_action[batch]) - all_target[batch]) ** 2).mean()
+            critic_opt.zero_grad()
+            critic_loss.backward()
+            critic_opt.step()
+            batch = th.as_tensor(rng.integers(0, len(all_obs), 2 * MINIBATCH))
+            mean, _ = net(all_obs[batch])
+            predicted = critic(all_obs[batch], th.tanh(mean).reshape(len(batch), -1))
+            round_s = predicted[:, 1:].amax(dim=1).exp()  # the round: the slowest device's latency
+            actor_loss = (predicted[:, 0].exp() + lam * round_s).mean()
+            actor_opt.zero_grad()
+            actor_loss.backward()
+            actor_opt.step()
+        # the multiplier follows the deterministic policy's rounds (played, not predicted) on this update's
+        with th.no_grad():
+            mean, _ = net(obs)
+        deterministic_t = float(
+            play(env, train_rounds, rows, th.tanh(mean).reshape(BATCH, -1).numpy())["T"].mean()
+        )
+        lam = max(0.0, lam + args.lambda_lr * (deterministic_t / limit - 1.0))
+        if update % 20 == 0 or update == updates - 1:
+            with th.no_grad():
+                mean, _ = net(test_obs)
+            det = play(env, test_rounds, test_rows, th.tanh(mean).reshape(len(test_rows), -1).numpy())
+            print(
+                f"{credit} samples {(update + 1) * BATCH} lambda {lam:.2f} | deterministic: T "
+                f"{det['T'].mean():.3f} s, E {det['E'].mean():.3f} J, Q {det['Q'].mean():.4f}, objective "
+                f"{det['objective'].mean():.3f} = {det['objective'].mean() / oracle_mean:.3f}x the oracle's",
+                flush=True,
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--credit", nargs="+", choices=("team", "local", "hybrid"), default=["team"])
+    parser.add_argument(
+        "--credit", nargs="+", choices=("team", "local", "hybrid", "critic", "critic-max"), default=["team"]
+    )
     parser.add_argument(
         "--seed", type=int, default=0, help="tuning seed: networks, sampling, training episodes"
     )
@@ -233,7 +347,10 @@ def main() -> None:
         flush=True,
     )
     for credit in args.credit:
-        train(args, credit, env, train_rounds, test_rounds, oracle_mean)
+        if credit.startswith("critic"):
+            train_critic_learner(args, credit, env, train_rounds, test_rounds, oracle_mean)
+        else:
+            train(args, credit, env, train_rounds, test_rounds, oracle_mean)
 
 
 if __name__ == "__main__":
