@@ -10,10 +10,12 @@ as Ray Tune trials (local Ray by default, an existing cluster with ``address``),
   ``ci_high``, ``limit``);
 - ``leaderboard.md``: per env, policies ranked feasible-first, gaps aggregated over seeds with rliable;
 - ``learning_curves.png``, ``costs.png``, ``gaps.png``;
-- ``jobs/<job>/``: each job's ``result.json`` (its per-episode numbers) and, for training jobs, the
-  model, its config and its learning curve. A job whose ``result.json`` exists is not run again, so an
-  interrupted suite resumes where it stopped, and the oracle's evaluation (minutes on SFLAM-v0) is
-  computed once per env config and evaluation block and reused.
+- ``run_info.json``: command, the commit when the run started (and the jobs' own, where any differs),
+  date, machine;
+- ``jobs/<job>/``: each job's ``result.json`` (its per-episode numbers, the commit it started at) and,
+  for training jobs, the model, its config and its learning curve. A job whose ``result.json`` exists
+  is not run again, so an interrupted suite resumes where it stopped, and the oracle's evaluation
+  (minutes on SFLAM-v0) is computed once per env config and evaluation block and reused.
 
 With ``tuning`` the same machinery chooses recipes: the training seeds must come from the protocol's
 tuning block and the evaluation episodes from its tuning block, and ``variants`` (a YAML file of named
@@ -290,7 +292,7 @@ def run_job(
     folder.mkdir(parents=True, exist_ok=True)
     metric = headline(job["env"]).metric
     start = time.perf_counter()
-    out: dict[str, Any] = {**job, "timesteps": 0, "curve": [], **(extra or {})}
+    out: dict[str, Any] = {**job, "timesteps": 0, "curve": [], "code": code_version(), **(extra or {})}
     if job["kind"] == "train":
         steps = int(job.get("timesteps") or args.timesteps or headline(job["env"]).timesteps)
         train_args = ta.TrainArgs(
@@ -398,12 +400,9 @@ def _csv_rows(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
     return header, table
 
 
-def provenance(command: str) -> dict[str, Any]:
-    """Command, edgegen version, git commit of the checkout (None in an install), date and machine."""
-    import platform
+def code_version() -> dict[str, Any]:
+    """``{"commit", "dirty"}`` of the checkout this module runs from (both None in an install)."""
     import subprocess
-
-    import edgegen
 
     here = Path(__file__).resolve().parent
     commit, dirty = None, None
@@ -417,14 +416,36 @@ def provenance(command: str) -> dict[str, Any]:
         dirty = bool(status.stdout.strip())
     except (OSError, subprocess.CalledProcessError):
         pass
+    return {"commit": commit, "dirty": dirty}
+
+
+def provenance(command: str) -> dict[str, Any]:
+    """Command, edgegen version, git commit of the checkout (None in an install), date and machine.
+
+    Taken when the run starts: a commit made while its jobs train is not the code they ran.
+    """
+    import platform
+
+    import edgegen
+
     return {
         "command": command,
         "edgegen_version": edgegen.__version__,
-        "commit": commit,
-        "dirty": dirty,
+        **code_version(),
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
     }
+
+
+def _job_versions(results: list[dict[str, Any]], info: dict[str, Any]) -> list[str]:
+    """The code versions the jobs started at (``commit``, ``+dirty``), when any differs from the run's."""
+    versions = {
+        f"{r['code']['commit']}{' (with uncommitted changes)' if r['code'].get('dirty') else ''}"
+        for r in results
+        if isinstance(r.get("code"), dict) and r["code"].get("commit")
+    }
+    run = f"{info.get('commit')}{' (with uncommitted changes)' if info.get('dirty') else ''}"
+    return sorted(versions) if versions - {run} else []
 
 
 def leaderboard(rows: list[dict[str, Any]], command: str, info: dict[str, Any] | None = None) -> str:
@@ -432,6 +453,8 @@ def leaderboard(rows: list[dict[str, Any]], command: str, info: dict[str, Any] |
     info = info or {}
     commit = info.get("commit")
     at = f" at commit {commit}{' (with uncommitted changes)' if info.get('dirty') else ''}" if commit else ""
+    if info.get("job_commits"):
+        at += f" (its jobs started at {', '.join(info['job_commits'])})"
     when = f" on {info['date']} ({info['machine']})" if "date" in info else ""
     title = "# edgegen-gym leaderboard"
     if info.get("tuning"):
@@ -635,12 +658,18 @@ def load_rows(path: str) -> list[dict[str, Any]]:
 
 
 def write_outputs(
-    results: list[dict[str, Any]], out: Path, command: str, keep_rows: str | None = None
+    results: list[dict[str, Any]],
+    out: Path,
+    command: str,
+    keep_rows: str | None = None,
+    info: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Score the jobs and write results.json, results.csv, leaderboard.md and the plots.
 
     With ``keep_rows`` (a scored results.json) its rows fill in what these jobs do not score
     (:func:`merge_rows`); the learning curves, which need every job's curve, are then not redrawn.
+    ``info`` is the run's :func:`provenance`, taken when it started (now, if not given); the jobs'
+    own code versions are listed beside it when any differs.
     """
     rows = score_jobs(results)
     if keep_rows is not None:
@@ -651,7 +680,10 @@ def write_outputs(
         writer = csv.writer(f)
         writer.writerow(header)
         writer.writerows(table)
-    info = provenance(command)
+    info = dict(info) if info is not None else provenance(command)
+    versions = _job_versions(results, info)
+    if versions:
+        info["job_commits"] = versions
     info["tuning"] = any(r.get("eval_seed") == TUNING_EVAL_SEED for r in results)
     if keep_rows is not None:
         info["kept_rows_from"] = keep_rows
@@ -683,6 +715,7 @@ def run_suite(args: SuiteArgs, command: str = "edgegen-train suite") -> list[dic
     if args.keep_rows is not None:
         load_rows(args.keep_rows)  # a bad file fails now, not after the jobs
     out.mkdir(parents=True, exist_ok=True)
+    info = provenance(command)  # the code the jobs start from, before any commit made while they run
     args = SuiteArgs(**{**asdict(args), "out": str(out)})
     jobs = plan_jobs(args)
     todo = [j for j in jobs if not job_finished(out, j)]
@@ -713,4 +746,4 @@ def run_suite(args: SuiteArgs, command: str = "edgegen-train suite") -> list[dic
             f"{len(missing)} jobs did not finish ({missing[:5]}...); run the same command to resume"
         )
     results = [json.loads((out / "jobs" / j["name"] / "result.json").read_text()) for j in jobs]
-    return write_outputs(results, out, command, args.keep_rows)
+    return write_outputs(results, out, command, args.keep_rows, info)

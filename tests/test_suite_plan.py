@@ -148,3 +148,38 @@ def test_keep_rows_updates_a_published_leaderboard_where_the_oracle_is_the_same(
     (tmp_path / "bad.json").write_text('{"rows": 1}')
     with pytest.raises(ValueError, match=r"keep_rows .*bad.json: not a suite's results.json"):
         write_outputs([oracle, new_agent], out, "fifth", keep_rows=str(tmp_path / "bad.json"))
+
+
+def test_the_run_records_the_code_it_started_from_and_any_job_that_started_elsewhere(tmp_path):
+    from edgegen.agents.suite import write_outputs
+
+    fed = "edgegen/FedDiffusion-v0"
+    start = {"command": "c", "commit": "aaaa", "dirty": False, "date": "2026-12-07", "machine": "m"}
+    oracle = {
+        **_job(fed, "oracle", None, [10.0, 12.0], [0.0, 0.0]),
+        "code": {"commit": "aaaa", "dirty": False},
+    }
+    agent = {
+        **_job(fed, "ppo-lag", 100, [11.0, 13.0], [0.0, 0.0]),
+        "code": {"commit": "aaaa", "dirty": False},
+    }
+
+    same = tmp_path / "same"
+    same.mkdir()
+    write_outputs([oracle, agent], same, "c", info=start)
+    info = json.loads((same / "run_info.json").read_text())
+    # the commit taken when the run started, not the checkout's HEAD when it was scored
+    assert info["commit"] == "aaaa" and "job_commits" not in info
+    assert "at commit aaaa on 2026-12-07" in (same / "leaderboard.md").read_text()
+
+    # a job resumed after a commit (or with local edits) is named beside the run's commit
+    later = {**agent, "seed": 101, "code": {"commit": "bbbb", "dirty": True}}
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    write_outputs([oracle, agent, later], mixed, "c", info=start)
+    info = json.loads((mixed / "run_info.json").read_text())
+    assert info["job_commits"] == ["aaaa", "bbbb (with uncommitted changes)"]
+    assert (
+        "(its jobs started at aaaa, bbbb (with uncommitted changes))"
+        in (mixed / "leaderboard.md").read_text()
+    )
