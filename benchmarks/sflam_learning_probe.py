@@ -83,6 +83,7 @@ def play(
         "E": energy,
         "Q": quant,
         "objective": objective,
+        # round_outcome_indexed's energy, device by device (they sum to "E")
         "device_energy": tables.compute_energy_j + power * upload_s,
         "device_quant": tables.quantization[index] / m,
     }
