@@ -132,6 +132,32 @@ def normalised(x: th.Tensor) -> th.Tensor:
     return (x - x.mean()) / (x.std() + 1e-8)
 
 
+def seeded(seed: int) -> np.random.Generator:
+    """Seed torch and return the learner's numpy generator (every learner starts from the same seed)."""
+    th.manual_seed(seed)
+    return np.random.default_rng(seed)
+
+
+def report(
+    label: str,
+    update: int,
+    lam: float,
+    env: SFLAMEnv,
+    test_rounds: dict,
+    action: th.Tensor,
+    oracle_mean: float,
+) -> None:
+    """Print the deterministic policy's ``action`` (one row per test round) played on the test rounds."""
+    rows = np.arange(len(test_rounds["obs"]))
+    det = play(env, test_rounds, rows, action.reshape(len(rows), -1).numpy())
+    print(
+        f"{label} samples {(update + 1) * BATCH} lambda {lam:.2f} | deterministic: T "
+        f"{det['T'].mean():.3f} s, E {det['E'].mean():.3f} J, Q {det['Q'].mean():.4f}, objective "
+        f"{det['objective'].mean():.3f} = {det['objective'].mean() / oracle_mean:.3f}x the oracle's",
+        flush=True,
+    )
+
+
 def train(
     args: argparse.Namespace,
     credit: str,
@@ -141,8 +167,7 @@ def train(
     oracle_mean: float,
 ) -> None:
     """Train one learner with this credit rule; print the deterministic policy every 20 updates."""
-    th.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
+    rng = seeded(args.seed)
     cfg, m = env.config, env.config.selected_devices
     limit = cfg.round_latency_s_limit
     w_t, w_e, w_q = cfg.latency_weight, cfg.energy_weight, cfg.quantization_weight
@@ -150,7 +175,6 @@ def train(
     optimizer = th.optim.Adam(net.parameters(), lr=LR)
     lam = args.lambda_init
     train_obs, test_obs = th.as_tensor(train_rounds["obs"]), th.as_tensor(test_rounds["obs"])
-    test_rows = np.arange(len(test_rounds["obs"]))
     updates = args.samples // BATCH
     for update in range(updates):
         rows = rng.integers(0, len(train_rounds["obs"]), BATCH)
@@ -198,13 +222,7 @@ def train(
         if update % 20 == 0 or update == updates - 1:
             with th.no_grad():
                 mean, _ = net(test_obs)
-            det = play(env, test_rounds, test_rows, mean.reshape(len(test_rows), -1).numpy())
-            print(
-                f"{credit} samples {(update + 1) * BATCH} lambda {lam:.2f} | deterministic: T "
-                f"{det['T'].mean():.3f} s, E {det['E'].mean():.3f} J, Q {det['Q'].mean():.4f}, objective "
-                f"{det['objective'].mean():.3f} = {det['objective'].mean() / oracle_mean:.3f}x the oracle's",
-                flush=True,
-            )
+            report(credit, update, lam, env, test_rounds, mean, oracle_mean)
 
 
 class SetCritic(nn.Module):
@@ -250,8 +268,7 @@ def train_critic_learner(
     oracle_mean: float,
 ) -> None:
     """Deterministic actor through a learnt set critic (DDPG at gamma 0), same samples per update."""
-    th.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
+    rng = seeded(args.seed)
     cfg, m = env.config, env.config.selected_devices
     limit = cfg.round_latency_s_limit
     per_device = credit == "critic-max"
@@ -261,7 +278,6 @@ def train_critic_learner(
     critic_opt = th.optim.Adam(critic.parameters(), lr=1e-3)
     lam = args.lambda_init
     train_obs, test_obs = th.as_tensor(train_rounds["obs"]), th.as_tensor(test_rounds["obs"])
-    test_rows = np.arange(len(test_rounds["obs"]))
     memory_obs, memory_action, memory_target = [], [], []
     updates = args.samples // BATCH
     for update in range(updates):
@@ -302,13 +318,7 @@ def train_critic_learner(
         if update % 20 == 0 or update == updates - 1:
             with th.no_grad():
                 mean, _ = net(test_obs)
-            det = play(env, test_rounds, test_rows, th.tanh(mean).reshape(len(test_rows), -1).numpy())
-            print(
-                f"{credit} samples {(update + 1) * BATCH} lambda {lam:.2f} | deterministic: T "
-                f"{det['T'].mean():.3f} s, E {det['E'].mean():.3f} J, Q {det['Q'].mean():.4f}, objective "
-                f"{det['objective'].mean():.3f} = {det['objective'].mean() / oracle_mean:.3f}x the oracle's",
-                flush=True,
-            )
+            report(credit, update, lam, env, test_rounds, th.tanh(mean), oracle_mean)
 
 
 def main() -> None:
