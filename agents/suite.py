@@ -437,22 +437,25 @@ def provenance(command: str) -> dict[str, Any]:
     }
 
 
+def _version_label(version: dict[str, Any]) -> str:
+    """``"<commit>"``, or ``"<commit> (with uncommitted changes)"`` for a dirty checkout."""
+    return f"{version.get('commit')}{' (with uncommitted changes)' if version.get('dirty') else ''}"
+
+
 def _job_versions(results: list[dict[str, Any]], info: dict[str, Any]) -> list[str]:
-    """The code versions the jobs started at (``commit``, ``+dirty``), when any differs from the run's."""
+    """The code versions the jobs started at, when any differs from the run's."""
     versions = {
-        f"{r['code']['commit']}{' (with uncommitted changes)' if r['code'].get('dirty') else ''}"
+        _version_label(r["code"])
         for r in results
         if isinstance(r.get("code"), dict) and r["code"].get("commit")
     }
-    run = f"{info.get('commit')}{' (with uncommitted changes)' if info.get('dirty') else ''}"
-    return sorted(versions) if versions - {run} else []
+    return sorted(versions) if versions - {_version_label(info)} else []
 
 
 def leaderboard(rows: list[dict[str, Any]], command: str, info: dict[str, Any] | None = None) -> str:
     """The Markdown leaderboard: per env, policies ranked feasible-first; gaps as IQM over seeds."""
     info = info or {}
-    commit = info.get("commit")
-    at = f" at commit {commit}{' (with uncommitted changes)' if info.get('dirty') else ''}" if commit else ""
+    at = f" at commit {_version_label(info)}" if info.get("commit") else ""
     if info.get("job_commits"):
         at += f" (its jobs started at {', '.join(info['job_commits'])})"
     when = f" on {info['date']} ({info['machine']})" if "date" in info else ""
