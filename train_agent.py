@@ -692,6 +692,7 @@ def _learn_and_evaluate(model: Any, args: TrainArgs, run_dir: Path, config: dict
         **results_json(results, args.eval_episodes, 10_000 + args.seed),
         "train_time_s": train_time_s,
         "selected_step": getattr(model, "selected_step", None),  # keep_best's snapshot, if any
+        "selected_shift": getattr(model, "selected_shift", None),  # its calibrated shift, if any
     }
     (run_dir / "evaluation.json").write_text(json.dumps(report, indent=2))
     print(

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+import numpy as np
 import torch as th
 from stable_baselines3.common.policies import ActorCriticPolicy
-from stable_baselines3.common.type_aliases import Schedule
+from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
+from edgegen.agents.deployed import add_action_offset
 from edgegen.agents.entities import EntityActionHead, EntityMlpExtractor, entity_count
 
 __all__ = ["CostActorCriticPolicy"]
@@ -34,6 +36,8 @@ class CostActorCriticPolicy(ActorCriticPolicy):
         **kwargs: as ``ActorCriticPolicy``.
     """
 
+    action_offset: th.Tensor  # a buffer (agents.deployed.add_action_offset)
+
     def __init__(
         self,
         *args: Any,
@@ -53,6 +57,13 @@ class CostActorCriticPolicy(ActorCriticPolicy):
         self.n_costs, self.entity_context = n_costs, entity_context
         self.entity_layout = None if entity_layout is None else (int(entity_layout[0]), int(entity_layout[1]))
         super().__init__(*args, **kwargs)
+        # a calibrated shift of the deterministic action (keep_best's calibration sets it)
+        add_action_offset(self, int(np.prod(self.action_space.shape or (1,))))
+
+    def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
+        """SB3's action; the deterministic one (the mode) shifted by ``action_offset``."""
+        actions = self.get_distribution(observation).get_actions(deterministic=deterministic)
+        return actions + self.action_offset if deterministic else actions
 
     def _build_mlp_extractor(self) -> None:
         # Built here so that the parent's _build includes the heads in the optimizer.

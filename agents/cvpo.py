@@ -47,7 +47,7 @@ from torch.nn import functional as F
 
 from edgegen.agents.checkpoints import CheckpointMismatchError, check_env_fits, checkpoint_kind
 from edgegen.agents.cost_buffer import CostNStepReplayBuffer, CostReplayBufferSamples
-from edgegen.agents.deployed import deployed_policy_costs
+from edgegen.agents.deployed import add_action_offset, deployed_policy_costs
 from edgegen.agents.entities import entity_count, entity_inputs, resolve_entity_layout
 from edgegen.agents.finite import check_transition, env_label
 from edgegen.agents.selection import KeepBest, with_selection
@@ -157,9 +157,10 @@ class CVPOConfig:
     feedback_gain: float = 0.5
     """step of the log threshold scale per unit of relative cost error"""
     keep_best: KeepBest | None = None
-    """if set (a ``KeepBest`` or a mapping of ``every_steps``, ``episodes``, ``margin``), the
-    deterministic policy is played on fixed selection episodes every ``every_steps`` env steps and the
-    best feasible snapshot is loaded at the end of ``learn`` (``agents.selection``; the steps count in
+    """if set (a ``KeepBest`` or a mapping of ``every_steps``, ``episodes``, ``margin``, ``shift_dims``,
+    ...), the deterministic policy is played on fixed selection episodes every ``every_steps`` env steps
+    and the best feasible snapshot is loaded at the end of ``learn``; with ``shift_dims`` its
+    deterministic action is then calibrated on those episodes (``agents.selection``; the steps count in
     ``num_timesteps``)"""
 
     @classmethod
@@ -646,6 +647,8 @@ class CVPOPolicy(BasePolicy):
             smallest). 1: one head, as in the paper.
     """
 
+    action_offset: th.Tensor  # a buffer (agents.deployed.add_action_offset)
+
     def __init__(
         self,
         observation_space: gym.spaces.Space,
@@ -694,6 +697,7 @@ class CVPOPolicy(BasePolicy):
             assert isinstance(self.actor, EntityGaussianActor) and entity_layout is not None
             critic_class = SetCritics if entity_critic == "set" else EntityCritics
             self.critics = critic_class(self.actor, cost_heads, entity_critic_arch, int(entity_layout[1]))
+        add_action_offset(self, act_dim)  # a calibrated shift of the deterministic action (keep_best)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critics_target = copy.deepcopy(self.critics).requires_grad_(False)
         self.actor_optimizer = th.optim.Adam(self.actor.parameters(), lr=actor_lr, fused=True)
@@ -714,11 +718,13 @@ class CVPOPolicy(BasePolicy):
     def _predict(
         self, observation: th.Tensor | dict[str, th.Tensor], deterministic: bool = False
     ) -> th.Tensor:
-        """The mean (deterministic) or a clipped Gaussian sample, in [-1, 1]."""
+        """The mean plus ``action_offset`` (deterministic) or a Gaussian sample, clipped to [-1, 1]."""
         if isinstance(observation, dict):
             raise ValueError("CVPOPolicy takes flat Box observations, not a Dict")
         mean, std = self.actor(observation.reshape(observation.shape[0], -1).float())
-        return mean if deterministic else (mean + std * th.randn_like(mean)).clamp(-1.0, 1.0)
+        if deterministic:
+            return (mean + self.action_offset).clamp(-1.0, 1.0)
+        return (mean + std * th.randn_like(mean)).clamp(-1.0, 1.0)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -871,6 +877,7 @@ class CVPO(OffPolicyAlgorithm):
         self.config = replace(config or CVPOConfig(), **settings)
         cfg = self.config
         self.selected_step: int | None = None  # set by keep_best's selection at the end of learn
+        self.selected_shift: float | None = None  # keep_best's calibrated shift (with shift_dims)
         policy_kwargs = dict(policy_kwargs or {})
         check_policy_kwargs(policy_kwargs)
         if isinstance(env, gym.vector.VectorEnv):

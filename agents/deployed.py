@@ -17,11 +17,37 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch as th
 from stable_baselines3.common.monitor import Monitor
+from torch import nn
 
 from edgegen.agents.cost_buffer import costs_from_infos
 
-__all__ = ["copy_first_env", "deployed_policy_costs", "deterministic_costs", "play_deterministic"]
+__all__ = [
+    "add_action_offset",
+    "copy_first_env",
+    "deployed_policy_costs",
+    "deterministic_costs",
+    "play_deterministic",
+]
+
+ACTION_OFFSET = "action_offset"
+
+
+def add_action_offset(policy: nn.Module, act_dim: int) -> None:
+    """Give ``policy`` a buffer ``action_offset`` (zeros): what its deterministic action adds to the mean.
+
+    The offset is part of the deployed policy: :class:`agents.selection.KeepBestFeasible` sets it when
+    it calibrates the deterministic action on its selection episodes, and it travels in the policy's
+    state dict (``save`` / ``load``, snapshots). Checkpoints written before the buffer existed load with
+    a zero offset.
+    """
+    policy.register_buffer(ACTION_OFFSET, th.zeros(act_dim))
+
+    def fill_missing(_module: nn.Module, state_dict: dict, prefix: str, *_args: Any) -> None:
+        state_dict.setdefault(prefix + ACTION_OFFSET, th.zeros(act_dim))
+
+    policy.register_load_state_dict_pre_hook(fill_missing)
 
 
 def copy_first_env(vec_env: object, who: str) -> gym.Env:

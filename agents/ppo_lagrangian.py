@@ -104,9 +104,11 @@ class PPOLagrangian(PPO):
             of training, so that the deterministic (mean) action the policy is evaluated with acts
             like the stochastic policy it was trained as.
         keep_best: if set (a :class:`agents.selection.KeepBest` or a mapping of its fields
-            ``every_steps``, ``episodes``, ``margin``), the deterministic policy is played on fixed
-            selection episodes every ``every_steps`` steps and the best feasible snapshot is loaded at
-            the end of ``learn`` (``selected_step`` names it); their steps count in ``num_timesteps``.
+            ``every_steps``, ``episodes``, ``margin``, ``shift_dims``, ...), the deterministic policy is
+            played on fixed selection episodes every ``every_steps`` steps and the best feasible snapshot
+            is loaded at the end of ``learn`` (``selected_step`` names it; with ``shift_dims`` its
+            deterministic action is calibrated, ``selected_shift``); their steps count in
+            ``num_timesteps``.
         **kwargs: any argument of stable-baselines3's ``PPO`` (``n_steps``, ``learning_rate``, ...).
     """
 
@@ -183,6 +185,7 @@ class PPOLagrangian(PPO):
         self.cost_margin = cost_margin
         self.keep_best = KeepBest.from_value(keep_best)
         self.selected_step: int | None = None
+        self.selected_shift: float | None = None
         # SB3's load() calls the constructor without env and restores cost_spec (and the multiplier
         # state) from the checkpoint afterwards.
         if env is not None:

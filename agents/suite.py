@@ -311,6 +311,7 @@ def run_job(
             curve=callback.curve,
             train_time_s=time.perf_counter() - start,
             selected_step=getattr(model, "selected_step", None),  # keep_best's snapshot, if any
+            selected_shift=getattr(model, "selected_shift", None),  # its calibrated shift, if any
         )
         policy: Any = model
         env = ta.make_env(job["env"], {})

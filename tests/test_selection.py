@@ -138,6 +138,10 @@ def test_cvpo_keeps_its_best_feasible_snapshot_too(added_callbacks):
         ({"every_steps": 10, "margin": 1.0}, ValueError, r"keep_best.margin must be in \[0, 1\), got 1.0"),
         ({"every_steps": 10, "period": 3}, TypeError, r"unknown keys \['period'\]"),
         (5000, TypeError, "keep_best must be a mapping"),
+        ({"every_steps": 10, "shift_max": 0.0}, ValueError, r"shift_max must be in \(0, 2\], got 0.0"),
+        ({"every_steps": 10, "shift_dims": [-1]}, ValueError, "shift_dims must be a list of action"),
+        ({"every_steps": 10, "shift_dims": [0, 0]}, ValueError, r"lists an action twice: \[0, 0\]"),
+        ({"every_steps": 10, "shift_iters": 0}, ValueError, "keep_best.shift_iters must be an int >= 1"),
     ],
 )
 def test_bad_settings_name_the_field_and_the_range(value, error, match):
@@ -150,3 +154,99 @@ def test_the_setting_survives_save_and_load(tmp_path):
     model.save(tmp_path / "m")
     loaded = PPOLagrangian.load(tmp_path / "m")
     assert loaded.keep_best == KeepBest(every_steps=50, episodes=2, margin=0.05)
+
+
+# --- calibration of the kept policy's deterministic action (shift_dims) --------------------------------
+# The toy's cost is u0 = (a0 + 1) / 2 with limit 0.3: a shift d of a0 moves u0 by d / 2, so a policy at
+# u0 = 0.2 meets the limit up to d = 0.2, and one at u0 = 0.4 needs d = -0.2.
+
+
+def _calibrated(u0: float, shift_max: float = 0.25, iters: int = 6) -> tuple[PPOLagrangian, KeepBestFeasible]:
+    model = _model()
+    settings = KeepBest(every_steps=100, episodes=3, shift_dims=(0,), shift_max=shift_max, shift_iters=iters)
+    callback = KeepBestFeasible(settings)
+    callback.init_callback(model)
+    _play(model, (u0, 0.5))
+    callback.on_training_end()
+    return model, callback
+
+
+@pytest.mark.parametrize("u0", [0.2, 0.4])
+def test_calibration_finds_the_largest_feasible_shift_by_bisection(u0):
+    iters = 6
+    model, callback = _calibrated(u0, iters=iters)
+    exact = 2 * (0.3 - u0)  # +0.2 from inside the limit, -0.2 from over it
+    assert exact - 0.25 / 2**iters <= callback.shift <= exact
+    assert model.selected_shift == callback.shift
+    np.testing.assert_allclose(model.policy.action_offset.numpy(), [callback.shift, 0.0])
+    # the deployed policy plays the shift: its cost is the limit up to the bisection's resolution
+    cost = deterministic_cost_per_step(model, 1)
+    assert 0.3 - 0.25 / 2 ** (iters + 1) <= cost <= 0.3
+    # the unshifted policy, the far end, then one evaluation per bisection step; each counted
+    assert [c[0] for c in callback.calibration[:2]] == [0.0, 0.25 if u0 < 0.3 else -0.25]
+    assert len(callback.calibration) == 2 + iters
+    assert model.num_timesteps == 3 * HORIZON * (1 + 1 + iters)  # the last evaluation, then calibration
+    for shift, reward, cost_, ok in callback.calibration:
+        assert cost_[0] == pytest.approx(u0 + shift / 2, abs=1e-6)
+        assert reward == pytest.approx(u0 + shift / 2 + 0.5, abs=1e-6)
+        assert ok == (cost_[0] <= 0.3)
+
+
+def test_a_feasible_far_end_is_kept_without_bisecting():
+    model, callback = _calibrated(0.05, shift_max=0.25)  # u0 = 0.175 at the far end: feasible
+    assert callback.shift == 0.25
+    assert len(callback.calibration) == 2
+    assert deterministic_cost_per_step(model, 1) == pytest.approx(0.175, abs=1e-6)
+
+
+def test_with_no_feasible_shift_the_offset_stays_zero():
+    model, callback = _calibrated(0.9, shift_max=0.5)  # u0 >= 0.65 at every shift tried
+    assert callback.shift == 0.0
+    assert len(callback.calibration) == 2
+    np.testing.assert_allclose(model.policy.action_offset.numpy(), [0.0, 0.0])
+
+
+def test_the_shift_is_saved_with_the_policy_and_old_checkpoints_load_unshifted(tmp_path):
+    model, callback = _calibrated(0.2)
+    model.save(tmp_path / "m")
+    loaded = PPOLagrangian.load(tmp_path / "m")
+    np.testing.assert_allclose(loaded.policy.action_offset.numpy(), [callback.shift, 0.0])
+    assert deterministic_cost_per_step(loaded, 1) == pytest.approx(deterministic_cost_per_step(model, 1))
+    state = model.policy.state_dict()
+    del state["action_offset"]  # a checkpoint from before the offset existed
+    loaded.policy.load_state_dict(state)
+    np.testing.assert_allclose(loaded.policy.action_offset.numpy(), [0.0, 0.0])
+
+
+def test_cvpo_deploys_its_calibrated_shift(tmp_path):
+    env = make_vec_env(ToyCMDP, n_envs=1, seed=0, env_kwargs={"limit": 0.3})
+    model = CVPO("MlpPolicy", env, seed=0, learning_starts=100, threshold_horizon=HORIZON)
+    obs = np.array([[0.5]], dtype=np.float32)
+    before = model.predict(obs, deterministic=True)[0]
+    with th.no_grad():
+        model.policy.action_offset.copy_(th.tensor([0.1, -0.2]))
+    after = model.predict(obs, deterministic=True)[0]
+    np.testing.assert_allclose(after - before, [[0.1, -0.2]], atol=1e-6)
+    model.save(tmp_path / "c")
+    loaded = CVPO.load(tmp_path / "c")
+    np.testing.assert_allclose(loaded.predict(obs, deterministic=True)[0], after, atol=1e-6)
+
+
+def test_learn_leaves_room_in_the_budget_for_the_calibration(added_callbacks):
+    iters = 3
+    settings = {"every_steps": 64, "episodes": 2, "shift_dims": [0], "shift_iters": iters}
+    model = _model(limit=0.5, keep_best=settings)
+    model.learn(320)
+    (spy,) = added_callbacks
+    reserve = (iters + 2) * 2 * HORIZON  # the last evaluation and at most iters + 1 of the calibration
+    stopped = spy.history[-1][0]  # the step of the last evaluation: where training stopped
+    assert 320 - reserve <= stopped <= 320 - reserve + 2 * HORIZON
+    assert model.num_timesteps == stopped + 2 * HORIZON * len(spy.calibration)  # the last and the shifts
+    assert model.num_timesteps <= 320 + 2 * HORIZON
+    assert model.selected_shift == spy.shift
+
+
+def test_shift_dims_outside_the_action_are_refused():
+    model = _model(keep_best={"every_steps": 64, "episodes": 2, "shift_dims": [2]})
+    with pytest.raises(ValueError, match=r"shift_dims \[2\] must lie in \[0, 1\]"):
+        model.learn(100)
