@@ -16,9 +16,10 @@ while its mean action, deployed, may take the cheaper one on most states and sta
 the limits. The policy's mean still varies with the state, so shifting it by ``delta`` along the
 listed action dimensions moves the states that round to the costlier action a few at a time: the
 deterministic policy then realises the mix by state (docs/experiments.md, thirteenth session). The
-calibration bisects ``delta`` in ``[-shift_max, shift_max]`` for the largest shift whose selection
-costs stay within the limits (it assumes the costs do not fall as ``delta`` grows, as for more
-denoising steps), and keeps the feasible shift it played with the highest reward; the policy's
+calibration bisects ``delta`` in ``[-shift_max, shift_max]`` (the action moves by ``shift_sign *
+delta``) for the largest shift whose selection costs stay within the limits (it assumes the costs do
+not fall as ``delta`` grows, as for more denoising steps, or for less transmit power with
+``shift_sign=-1``), and keeps the feasible shift it played with the highest reward; the policy's
 ``action_offset`` buffer holds it, so ``predict``, ``save`` and ``load`` deploy it.
 
 The selection episodes are env steps like any other: their steps count in ``num_timesteps`` (the
@@ -46,7 +47,7 @@ from edgegen.agents.deployed import copy_first_env, play_deterministic
 __all__ = ["KeepBest", "KeepBestFeasible", "with_selection"]
 
 SELECTION_SEED_OFFSET = 104_729
-_FIELDS = ("every_steps", "episodes", "margin", "shift_dims", "shift_max", "shift_iters")
+_FIELDS = ("every_steps", "episodes", "margin", "shift_dims", "shift_max", "shift_iters", "shift_sign")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,11 +60,14 @@ class KeepBest:
         margin: a snapshot is feasible when each mean cost per step is within its limit times
             ``1 - margin`` (in [0, 1)).
         shift_dims: action dimensions along which the kept policy's deterministic action is
-            calibrated (empty: none). The costs must not fall as the action grows along them.
+            calibrated (empty: none): the action moves by ``shift_sign * delta`` on each, and the
+            costs must not fall as ``delta`` grows.
         shift_max: the largest shift tried, in the policy's action units ([-1, 1] per dimension;
             in (0, 2]).
         shift_iters: bisection steps of the calibration (>= 1); the shift is found to within
             ``shift_max / 2 ** shift_iters``.
+        shift_sign: 1, or -1 where the costs fall as the action grows (SFLAM-v0's transmit power:
+            more power, shorter rounds).
     """
 
     every_steps: int
@@ -72,6 +76,7 @@ class KeepBest:
     shift_dims: tuple[int, ...] = ()
     shift_max: float = 0.25
     shift_iters: int = 6
+    shift_sign: int = 1
 
     def __post_init__(self) -> None:
         for name in ("every_steps", "episodes", "shift_iters"):
@@ -80,6 +85,8 @@ class KeepBest:
                 raise ValueError(f"keep_best.{name} must be an int >= 1, got {value!r}")
         if not 0.0 <= self.margin < 1.0:
             raise ValueError(f"keep_best.margin must be in [0, 1), got {self.margin!r}")
+        if self.shift_sign not in (1, -1) or type(self.shift_sign) is not int:
+            raise ValueError(f"keep_best.shift_sign must be 1 or -1, got {self.shift_sign!r}")
         if not 0.0 < self.shift_max <= 2.0:
             raise ValueError(f"keep_best.shift_max must be in (0, 2], got {self.shift_max!r}")
         dims = self.shift_dims
@@ -186,7 +193,7 @@ class KeepBestFeasible(BaseCallback):
         """Bisect the shift of the deterministic action; keep the feasible one with the best reward."""
         model: Any = self.model
         offset: th.Tensor = model.policy.action_offset
-        dims = list(self.settings.shift_dims)
+        dims, sign = list(self.settings.shift_dims), self.settings.shift_sign
         # the unshifted policy was just evaluated: the kept snapshot's entry, or the last policy's
         if self.best_step is not None:
             _, reward, cost, ok = next(h for h in self.history if h[0] == self.best_step and h[3])
@@ -197,7 +204,7 @@ class KeepBestFeasible(BaseCallback):
         def play(shift: float) -> bool:
             with th.no_grad():
                 offset.zero_()
-                offset[dims] = shift
+                offset[dims] = sign * shift
             reward, cost, feasible = self._play()
             self.calibration.append((shift, reward, cost, feasible))
             return feasible
@@ -215,7 +222,7 @@ class KeepBestFeasible(BaseCallback):
         self.shift = max(feasible)[1] if feasible else 0.0
         with th.no_grad():
             offset.zero_()
-            offset[dims] = self.shift
+            offset[dims] = sign * self.shift
         self.logger.record("select/shift", self.shift)
 
     def _evaluate(self) -> None:

@@ -142,6 +142,7 @@ def test_cvpo_keeps_its_best_feasible_snapshot_too(added_callbacks):
         ({"every_steps": 10, "shift_dims": [-1]}, ValueError, "shift_dims must be a list of action"),
         ({"every_steps": 10, "shift_dims": [0, 0]}, ValueError, r"lists an action twice: \[0, 0\]"),
         ({"every_steps": 10, "shift_iters": 0}, ValueError, "keep_best.shift_iters must be an int >= 1"),
+        ({"every_steps": 10, "shift_sign": 2}, ValueError, "keep_best.shift_sign must be 1 or -1, got 2"),
     ],
 )
 def test_bad_settings_name_the_field_and_the_range(value, error, match):
@@ -250,3 +251,27 @@ def test_shift_dims_outside_the_action_are_refused():
     model = _model(keep_best={"every_steps": 64, "episodes": 2, "shift_dims": [2]})
     with pytest.raises(ValueError, match=r"shift_dims \[2\] must lie in \[0, 1\]"):
         model.learn(100)
+
+
+class FlippedToy(ToyCMDP):
+    """The toy with its first action reversed: the cost ``u0 = (1 - a0) / 2`` falls as ``a0`` grows."""
+
+    def step(self, action):
+        return super().step(np.asarray(action, dtype=np.float64) * np.array([-1.0, 1.0]))
+
+
+def test_a_negative_shift_sign_calibrates_a_cost_that_falls_with_the_action():
+    env = make_vec_env(FlippedToy, n_envs=1, seed=0, env_kwargs={"limit": 0.3})
+    model = PPOLagrangian("MlpPolicy", env, n_steps=32, batch_size=32, seed=0)
+    model.set_logger(configure(None, []))
+    settings = KeepBest(every_steps=100, episodes=3, shift_dims=(0,), shift_sign=-1, shift_iters=6)
+    callback = KeepBestFeasible(settings)
+    callback.init_callback(model)
+    _play(model, (0.8, 0.5))  # a0 = 0.6: the flipped toy plays u0 = 0.2, within the limit
+    callback.on_training_end()
+    # u0 = 0.2 + delta / 2 reaches 0.3 at delta = 0.2, which moves a0 by -0.2
+    assert 0.2 - 0.25 / 2**6 <= callback.shift <= 0.2
+    np.testing.assert_allclose(model.policy.action_offset.numpy(), [-callback.shift, 0.0])
+    for shift, _, cost, ok in callback.calibration:
+        assert cost[0] == pytest.approx(0.2 + shift / 2, abs=1e-6)
+        assert ok == (cost[0] <= 0.3)
