@@ -153,6 +153,8 @@ class KeepBestFeasible(BaseCallback):
                     f"{self._who}: shift_dims {list(self.settings.shift_dims)} must lie in "
                     f"[0, {offset.numel() - 1}] (the action has {offset.numel()} dimensions)"
                 )
+            with th.no_grad():
+                offset.zero_()  # a resumed run's snapshots are judged unshifted; calibrated again at the end
 
     def _on_step(self) -> bool:
         if self.model.num_timesteps >= self._next_step:

@@ -247,6 +247,17 @@ def test_learn_leaves_room_in_the_budget_for_the_calibration(added_callbacks):
     assert model.selected_shift == spy.shift
 
 
+def test_a_resumed_calibrating_run_judges_its_snapshots_unshifted():
+    model = _model()
+    _play(model, (0.2, 0.5))
+    with th.no_grad():
+        model.policy.action_offset.fill_(0.4)  # calibrated by an earlier learn()
+    callback = KeepBestFeasible(KeepBest(every_steps=100, episodes=1, shift_dims=(0,)))
+    callback.init_callback(model)
+    callback._evaluate()
+    assert callback.history[0][2][0] == pytest.approx(0.2, abs=1e-6)  # u0 of the unshifted policy
+
+
 def test_shift_dims_outside_the_action_are_refused():
     model = _model(keep_best={"every_steps": 64, "episodes": 2, "shift_dims": [2]})
     with pytest.raises(ValueError, match=r"shift_dims \[2\] must lie in \[0, 1\]"):
