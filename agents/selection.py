@@ -47,7 +47,6 @@ from edgegen.agents.deployed import copy_first_env, play_deterministic
 __all__ = ["KeepBest", "KeepBestFeasible", "with_selection"]
 
 SELECTION_SEED_OFFSET = 104_729
-_FIELDS = ("every_steps", "episodes", "margin", "shift_dims", "shift_max", "shift_iters", "shift_sign")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,11 +100,12 @@ class KeepBest:
         """``None``, a ``KeepBest``, or a mapping of its fields (TypeError for an unknown key)."""
         if value is None or isinstance(value, KeepBest):
             return value
+        fields = [field.name for field in dataclasses.fields(cls)]
         if not isinstance(value, dict):
-            raise TypeError(f"keep_best must be a mapping of {', '.join(_FIELDS)}, got {value!r}")
-        unknown = sorted(set(value) - set(_FIELDS))
+            raise TypeError(f"keep_best must be a mapping of {', '.join(fields)}, got {value!r}")
+        unknown = sorted(set(value) - set(fields))
         if unknown:
-            raise TypeError(f"keep_best got unknown keys {unknown}; allowed: {', '.join(_FIELDS)}")
+            raise TypeError(f"keep_best got unknown keys {unknown}; allowed: {', '.join(fields)}")
         return cls(**value)
 
 
