@@ -1,12 +1,14 @@
-"""MEG-v0's link noise against the shipped decoders: why the paper's Table II effect does not appear.
+"""MEG-v0's link noise against the shipped decoders (the paper's Table II effect) and how it arises.
 
 The paper (Table II) reports, at no merging and link noise sigma = 0.1, MSE 0.2842 for the plain SDXL
 decoder against 0.0106 for the one fine-tuned with noise (27x). Measured here on the shipped backbone
-(N = 12, rho = 0, 60 prompts x seeds, noise on the scaled latent of unit variance, MSE against the
-noiseless plain decoding): the plain and the fine-tuned decoder's MSE for several sigma; the VAE's
-posterior std in the same scaled units (the noise the plain decoder saw in every training step);
-and, with ``--retrain-iters N``, a copy of the plain decoder trained N steps on posterior means only
-(no sampling noise), to see whether removing that noise makes it sensitive.
+(N = 12, rho = 0, 60 prompts x seeds, noise on the transmitted latent of unit variance, MSE against
+the noiseless plain decoding): the plain and the fine-tuned decoder's MSE for several sigma, each
+through its receive gain (``latent_spectrum``); the VAE's posterior std in the U-Net latent's scaled
+units (the noise the plain decoder saw in every training step); and, with ``--retrain-iters N``, a
+copy of the plain decoder trained N steps on posterior means only (no sampling noise). Until the
+fourteenth session the backbone sent the U-Net's latent as it is, and the effect was reversed (the
+records of the runs below on that backbone are in docs/experiments.md).
 
 ``--vae-variants`` goes one step further and trains fresh autoencoders of the shipped architecture
 (``--vae-iters`` steps each, on one thread): one with the KL weight of Stable Diffusion's VAE (1e-6)
@@ -22,8 +24,8 @@ shipped family with three and four down blocks (latents 4 x 8 x 8, 12x; 4 x 4 x 
 one is 4 x 16 x 16, 3x), each with a noise-fine-tuned copy, measured as above.
 
 ``--spectrum`` (recorded as ``meg_noise_spectrum``) bounds what any decoder could do on the shipped
-latent: per band of the latent's 2-D spatial frequency, the denoised latents' signal power S (N = 12,
-no merging) and the plain decoder's MSE from sigma = 0.1 noise restricted to that band; a decoder
+transmitted latent: per band of its 2-D spatial frequency, the denoised latents' signal power S (N =
+12, no merging) and the plain decoder's MSE from sigma = 0.1 noise restricted to that band; a decoder
 that removed each band's noise as a Wiener filter would (keeping S / (S + sigma^2) of it) leaves the
 Wiener-weighted sum. Plain / that sum bounds the plain-to-fine-tuned ratio of a per-frequency linear
 denoiser: the paper's >= 10x needs the plain decoder's gain where the latent's signal is under the
@@ -48,6 +50,7 @@ from harness import record
 
 from edgegen.envs.backends.data import shape_images
 from edgegen.envs.backends.diffusion.backbone import DEFAULT_BACKBONE_DIR, SplitLatentDiffusion, build_vae
+from edgegen.envs.backends.diffusion.latent_spectrum import apply_gain
 from edgegen.envs.backends.diffusion.train import (
     augmentation_sigma,
     cosine_lr,
@@ -169,18 +172,17 @@ SPECTRUM_BANDS = ((0.0, 0.1), (0.1, 0.2), (0.2, 0.3), (0.3, 0.45), (0.45, 0.8)) 
 @torch.no_grad()
 def spectrum(backbone: SplitLatentDiffusion, sigma: float = 0.1) -> float:
     """Per frequency band: latent signal power, the plain decoder's MSE from that band's noise."""
-    vae, scale = backbone.vae, backbone.vae.config.scaling_factor
     ids = [p for p in range(backbone.n_prompts) for _ in range(12)]
-    latents = backbone.denoise(ids, [50_000 + i for i in range(len(ids))], 12)
+    latents = backbone.denoise(ids, [50_000 + i for i in range(len(ids))], 12)  # the transmitted latent
     side = latents.shape[-1]
     power = (torch.fft.fft2(latents - latents.mean(0, keepdim=True)).abs() ** 2).mean((0, 1)) / side**2
     fy, fx = torch.meshgrid(torch.fft.fftfreq(side), torch.fft.fftfreq(side), indexing="ij")
     radius = (fx**2 + fy**2).sqrt()
-    reference = vae.decode(latents / scale).sample
+    reference = backbone.decode(latents, finetuned=False)
     generator = torch.Generator().manual_seed(0)
     plain_total, wiener_total = 0.0, 0.0
     print(
-        f"Shipped latent ({side} x {side} per channel), 120 denoised latents, sigma = {sigma}; "
+        f"Shipped transmitted latent ({side} x {side} per channel), 120 denoised latents, sigma = {sigma}; "
         "pixels in [0, 1]\n"
     )
     print(
@@ -192,7 +194,8 @@ def spectrum(backbone: SplitLatentDiffusion, sigma: float = 0.1) -> float:
         mask = ((radius >= low) & (radius < high)).to(latents.dtype)
         noise = torch.randn(latents.shape, generator=generator)
         band_noise = sigma * torch.fft.ifft2(torch.fft.fft2(noise) * mask).real  # that band of white noise
-        mse = ((vae.decode((latents + band_noise) / scale).sample - reference) ** 2).mean().item() / 4
+        noisy = backbone.decode(latents + band_noise, finetuned=False)
+        mse = ((noisy - reference) ** 2).mean().item() / 4
         signal = float((power * mask).sum() / mask.sum())
         kept = signal / (signal + sigma**2)
         plain_total, wiener_total = plain_total + mse, wiener_total + mse * kept
@@ -235,21 +238,30 @@ def main() -> None:
     )
     ids = [p for p in range(backbone.n_prompts) for _ in range(6)]
     latents = backbone.denoise(ids, [50_000 + i for i in range(len(ids))], 12)
-    decoders = {"plain": vae, "fine-tuned (shipped)": backbone.merging_vae}
+
+    def shipped(finetuned: bool):
+        return lambda received: backbone.decode(received, finetuned=finetuned)
+
+    decoders = {"plain": shipped(False), "fine-tuned (shipped)": shipped(True)}
     if args.retrain_iters:
         with torch.enable_grad():
-            decoders[f"plain, {args.retrain_iters} steps on posterior means"] = mean_trained_decoder(
-                vae, args.retrain_iters
-            )
-    reference = (vae.decode(latents / scale).sample + 1) / 2
+            retrained = mean_trained_decoder(vae, args.retrain_iters)
+        plain_gain = backbone.receive_gain(False)
+
+        def on_means(received: torch.Tensor) -> torch.Tensor:
+            restored = received if plain_gain is None else apply_gain(received, plain_gain)
+            return retrained.decode(restored / scale).sample.clamp(-1, 1)
+
+        decoders[f"plain, {args.retrain_iters} steps on posterior means"] = on_means
+    reference = (backbone.decode(latents, finetuned=False) + 1) / 2
     print("| decoder | " + " | ".join(f"MSE at sigma {s:g}" for s in SIGMAS) + " |")
     print("|---|" + "---|" * len(SIGMAS))
     table = {}
-    for name, decoder in decoders.items():
+    for name, decode in decoders.items():
         row = []
         for sigma in SIGMAS:
             received = backbone.transmit(latents, 0.0, sigma, seed=7)
-            image = (decoder.decode(received / scale).sample + 1) / 2
+            image = (decode(received) + 1) / 2
             row.append(((image - reference) ** 2).mean().item())
         table[name] = row
         print(f"| {name} | " + " | ".join(f"{v:.5f}" for v in row) + " |")

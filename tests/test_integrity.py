@@ -37,7 +37,7 @@ def test_every_shipped_asset_matches_the_manifest():
         for p in ASSETS_DIR.rglob("*")
         if p.is_file() and p.name not in ("MANIFEST.sha256", "README.md")
     }
-    assert set(entries) == shipped and len(shipped) == 12
+    assert set(entries) == shipped and len(shipped) == 13
     for relative in entries:
         verify_asset(ASSETS_DIR / relative)
 
@@ -49,6 +49,7 @@ def test_every_shipped_asset_matches_the_manifest():
         "meg_backbone/merging_vae/diffusion_pytorch_model.safetensors",
         "meg_backbone/unet/diffusion_pytorch_model.safetensors",
         "meg_backbone/prompt_embeds.safetensors",
+        "meg_backbone/latent_spectrum.safetensors",
     ],
 )
 def test_damaged_backbone_file_is_named_with_its_rebuild_command(assets, relative):

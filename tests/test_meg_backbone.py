@@ -13,6 +13,7 @@ from edgegen.envs.backends.diffusion.backbone import (
     build_vae,
     load_default_backbone,
 )
+from edgegen.envs.backends.diffusion.latent_spectrum import detail_gain, radial_frequency
 from edgegen.envs.backends.diffusion.profile import build_profile
 from edgegen.envs.meg.quality import DEFAULT_PROFILE, load_profile
 
@@ -23,15 +24,21 @@ def shipped():
     return load_default_backbone()
 
 
-def _random_backbone(seed=0):
+def _random_backbone(seed=0, gains=False):
     torch.manual_seed(seed)
-    return SplitLatentDiffusion(
-        build_unet(), build_vae(), build_scheduler(), torch.randn(3, 1, 64), build_vae()
-    )
+    parts = (build_unet(), build_vae(), build_scheduler(), torch.randn(3, 1, 64), build_vae())
+    extra = {}
+    if gains:  # drawn after the weights, so that the same seed gives the same weights either way
+        extra = {
+            "link_gain": 1.3 * detail_gain(16, 16, 0.1),
+            "finetuned_receive_gain": torch.rand(4, 16, 16) + 0.5,
+        }
+    return SplitLatentDiffusion(*parts, **extra)
 
 
-def test_save_then_from_pretrained_gives_identical_images(tmp_path):
-    pipe = _random_backbone()
+@pytest.mark.parametrize("gains", [False, True])
+def test_save_then_from_pretrained_gives_identical_images(tmp_path, gains):
+    pipe = _random_backbone(gains=gains)
     pipe.save_pretrained(tmp_path / "tiny")
     loaded = SplitLatentDiffusion.from_pretrained(tmp_path / "tiny")
     a = pipe.generate([0, 2], [11, 12], num_steps=4, rho=0.5, sigma=0.1)
@@ -40,6 +47,42 @@ def test_save_then_from_pretrained_gives_identical_images(tmp_path):
     assert loaded.n_prompts == 3 and loaded.latent_shape == (4, 16, 16)
     # different seeds give different images; the same seed the same image
     assert not torch.equal(a[0], pipe.generate([0], [99], num_steps=4)[0])
+    for name in ("link_gain", "finetuned_receive_gain"):
+        stored = getattr(loaded, name)
+        assert (stored is None) if not gains else torch.equal(stored, getattr(pipe, name))
+
+
+def test_link_gain_sits_between_the_unet_and_the_decoders():
+    """denoise sends c a(f) z; the plain decoder undoes it; the fine-tuned one applies its own gain."""
+    plain = _random_backbone()
+    with_gains = _random_backbone(gains=True)  # same seed: same weights
+    z = plain.denoise([0, 1], [5, 6], 4)
+    y = with_gains.denoise([0, 1], [5, 6], 4)
+    spectrum_ratio = torch.fft.fft2(y) / torch.fft.fft2(z)
+    torch.testing.assert_close(spectrum_ratio.real, with_gains.link_gain.expand_as(y), atol=1e-3, rtol=1e-3)
+    torch.testing.assert_close(
+        with_gains.decode(y, finetuned=False), plain.decode(z, finetuned=False), atol=1e-4, rtol=0
+    )
+    expected = with_gains.merging_vae.decode(
+        torch.fft.ifft2(torch.fft.fft2(y) * with_gains.finetuned_receive_gain).real
+        / with_gains.scaling_factor
+    ).sample.clamp(-1, 1)
+    torch.testing.assert_close(with_gains.decode(y, finetuned=True), expected, atol=1e-4, rtol=0)
+
+
+def test_bad_link_gains_are_rejected():
+    torch.manual_seed(0)
+    parts = (build_unet(), build_vae(), build_scheduler(), torch.randn(3, 1, 64))
+    with pytest.raises(
+        ValueError, match=r"link_gain must be a positive \(16, 16\) tensor, got shape \(8, 8\)"
+    ):
+        SplitLatentDiffusion(*parts, link_gain=torch.ones(8, 8))
+    with pytest.raises(ValueError, match="link_gain must be a positive"):
+        SplitLatentDiffusion(*parts, link_gain=torch.zeros(16, 16))
+    with pytest.raises(
+        ValueError, match=r"finetuned_receive_gain must have shape \(16, 16\) or \(4, 16, 16\)"
+    ):
+        SplitLatentDiffusion(*parts, finetuned_receive_gain=torch.ones(3, 16, 16))
 
 
 def test_loading_errors_name_the_file_and_the_rebuild_command(tmp_path):
@@ -162,3 +205,32 @@ def test_build_vae_down_blocks_set_the_latent_side():
         assert latent.shape == (2, 4, side, side)
     with pytest.raises(ValueError, match="down_blocks must be 2, 3 or 4, got 5"):
         build_vae(5)
+
+
+def test_shipped_link_latent_has_unit_variance_and_detail_under_the_link_noise(shipped):
+    """The paper's calibration (sigma on a unit-variance latent) and SDXL's weak fine detail."""
+    ids, seeds = [i % 10 for i in range(40)], [3_000 + i for i in range(40)]
+    latents = shipped.denoise(ids, seeds, 12)
+    assert abs(float(latents.std()) - 1.0) < 0.05
+    centred = latents - latents.mean(0, keepdim=True)
+    power = (torch.fft.fft2(centred).abs() ** 2).mean((0, 1)) / 256
+    high = radial_frequency(16, 16) >= 0.4
+    assert float(power[high].max()) < 0.1**2 / 10  # every bin above 0.4 cycles/px under sigma^2 / 10
+    assert float(power[~high].sum()) > 0.99 * float(power.sum())
+
+
+def test_shipped_decoders_reproduce_table_ii_plain_breaks_finetuned_resists(shipped):
+    """Paper Table II: no merging, sigma = 0.1: the plain decoder's MSE >= 10x the fine-tuned one's."""
+    ids, seeds = [i % 10 for i in range(30)], [4_000 + i for i in range(30)]
+    latents = shipped.denoise(ids, seeds, 12)
+    reference = shipped.decode(latents, finetuned=False)
+
+    def mse(sigma, finetuned):
+        received = shipped.transmit(latents, rho=0.0, sigma=sigma, seed=2)
+        return float(((shipped.decode(received, finetuned=finetuned) - reference) / 2).pow(2).mean())
+
+    assert mse(0.0, finetuned=False) == 0.0
+    assert mse(0.1, finetuned=False) >= 10 * mse(0.1, finetuned=True)
+    # the plain decoder degrades with sigma; the fine-tuned one barely (its noiseless error dominates)
+    assert mse(0.05, False) < mse(0.1, False) < mse(0.2, False)
+    assert mse(0.1, True) < 1.5 * mse(0.0, True)

@@ -10,7 +10,11 @@ writes one. The shipped default is a small class-conditional model trained by
 ``python -m edgegen.envs.backends.diffusion.train`` on procedural shapes (``envs.backends.data``).
 
 Latents are handled in the scaled space (``vae.config.scaling_factor``), where they have about unit
-variance; channel noise ``sigma`` is relative to that.
+variance; channel noise ``sigma`` is relative to that. A backbone may carry a link gain
+(``latent_spectrum.safetensors``, see ``latent_spectrum``): then ``denoise`` returns the transmitted
+latent (the U-Net's latent through the per-frequency link gain, unit variance again), the plain decoder
+undoes that gain exactly and the fine-tuned decoder applies its own learnt receive gain. Without the
+file (e.g. a hub model) both gains are 1.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, UNet2DCond
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from safetensors.torch import load_file, save_file
 
+from edgegen.envs.backends.diffusion.latent_spectrum import apply_gain
 from edgegen.envs.backends.diffusion.merging import merge_tokens, unmerge_tokens
 from edgegen.envs.integrity import verify_assets
 
@@ -42,6 +47,7 @@ __all__ = [
 
 DEFAULT_BACKBONE_DIR = Path(__file__).resolve().parents[2] / "assets" / "meg_backbone"
 RETRAIN_COMMAND = "python -m edgegen.envs.backends.diffusion.train"
+SPECTRUM_FILE = "latent_spectrum.safetensors"
 IMAGE_SIZE = 32
 PROMPT_DIM = 64
 
@@ -105,6 +111,10 @@ class SplitLatentDiffusion:
         prompt_embeds: (n_prompts, seq, dim) conditioning, indexed by prompt id.
         merging_vae: autoencoder whose decoder was fine-tuned on merged noisy latents (optional).
         device: torch device to run on.
+        link_gain: (H, W) per-frequency gain from the U-Net's latent to the transmitted one (even in
+            frequency, nonzero); ``None``: the U-Net's latent is sent as it is.
+        finetuned_receive_gain: (C, H, W) per-frequency gain the fine-tuned decoder applies to the
+            received latent; ``None``: the inverse of ``link_gain``, as for the plain decoder.
     """
 
     def __init__(
@@ -115,6 +125,8 @@ class SplitLatentDiffusion:
         prompt_embeds: torch.Tensor,
         merging_vae: AutoencoderKL | None = None,
         device: str | torch.device = "cpu",
+        link_gain: torch.Tensor | None = None,
+        finetuned_receive_gain: torch.Tensor | None = None,
     ) -> None:
         if prompt_embeds.ndim != 3:
             raise ValueError(
@@ -126,6 +138,23 @@ class SplitLatentDiffusion:
         self.merging_vae = None if merging_vae is None else merging_vae.to(self.device).eval()
         self.scheduler = scheduler
         self.prompt_embeds = prompt_embeds.to(self.device)
+        _, height, width = self.latent_shape
+        if link_gain is not None:
+            link_gain = link_gain.to(self.device, torch.float32)
+            if tuple(link_gain.shape) != (height, width) or not bool((link_gain > 0).all()):
+                raise ValueError(
+                    f"link_gain must be a positive ({height}, {width}) tensor, "
+                    f"got shape {tuple(link_gain.shape)}"
+                )
+        if finetuned_receive_gain is not None:
+            finetuned_receive_gain = finetuned_receive_gain.to(self.device, torch.float32)
+            if tuple(finetuned_receive_gain.shape) not in ((height, width), (self.latent_shape)):
+                raise ValueError(
+                    f"finetuned_receive_gain must have shape ({height}, {width}) or {self.latent_shape}, "
+                    f"got {tuple(finetuned_receive_gain.shape)}"
+                )
+        self.link_gain = link_gain
+        self.finetuned_receive_gain = finetuned_receive_gain
 
     @property
     def n_prompts(self) -> int:
@@ -156,7 +185,10 @@ class SplitLatentDiffusion:
 
     @torch.no_grad()
     def denoise(self, prompt_ids: list[int] | torch.Tensor, seeds: list[int], num_steps: int) -> torch.Tensor:
-        """Edge server: ``num_steps`` scheduler steps from the seeds' noise; returns scaled latents."""
+        """Edge server: ``num_steps`` scheduler steps from the seeds' noise; returns the latents to send.
+
+        That is the scaled latent through ``link_gain`` where the backbone has one.
+        """
         prompt_ids = torch.as_tensor(prompt_ids, dtype=torch.long)
         if prompt_ids.numel() != len(seeds):
             raise ValueError(
@@ -177,7 +209,13 @@ class SplitLatentDiffusion:
             )
             pred = self.unet(model_input, t, encoder_hidden_states=cond).sample
             latents = scheduler.step(pred, t, latents).prev_sample
-        return latents
+        return latents if self.link_gain is None else apply_gain(latents, self.link_gain)
+
+    def receive_gain(self, finetuned: bool) -> torch.Tensor | None:
+        """The per-frequency gain a decoder applies to a received latent (``None``: none)."""
+        if finetuned and self.merging_vae is not None and self.finetuned_receive_gain is not None:
+            return self.finetuned_receive_gain
+        return None if self.link_gain is None else 1.0 / self.link_gain
 
     @staticmethod
     def transmit(latents: torch.Tensor, rho: float, sigma: float, seed: int) -> torch.Tensor:
@@ -188,8 +226,11 @@ class SplitLatentDiffusion:
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, finetuned: bool = True) -> torch.Tensor:
-        """UE: images in [-1, 1] from scaled latents, with the fine-tuned decoder where there is one."""
+        """UE: images in [-1, 1] from received latents, with the fine-tuned decoder where there is one."""
         vae = self.merging_vae if finetuned and self.merging_vae is not None else self.vae
+        gain = self.receive_gain(finetuned)
+        if gain is not None:
+            latents = apply_gain(latents, gain)
         return vae.decode(latents / self.scaling_factor).sample.clamp(-1, 1)
 
     def generate(
@@ -207,7 +248,7 @@ class SplitLatentDiffusion:
 
     # ------------------------------------------------------------------ persistence
     def save_pretrained(self, path: str | Path) -> None:
-        """Write a diffusers-layout folder: unet/, vae/, scheduler/, merging_vae/, prompt_embeds."""
+        """Write a diffusers-layout folder: unet/, vae/, scheduler/, merging_vae/, prompt_embeds, gains."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self.unet.save_pretrained(path / "unet")
@@ -219,6 +260,10 @@ class SplitLatentDiffusion:
             {"prompt_embeds": self.prompt_embeds.detach().cpu().contiguous()},
             path / "prompt_embeds.safetensors",
         )
+        gains = {"link_gain": self.link_gain, "finetuned_receive_gain": self.finetuned_receive_gain}
+        stored = {k: v.detach().cpu().float().contiguous() for k, v in gains.items() if v is not None}
+        if stored:
+            save_file(stored, path / SPECTRUM_FILE)
 
     @classmethod
     def from_pretrained(
@@ -279,7 +324,26 @@ class SplitLatentDiffusion:
                     f"MEG backbone file {embeds_file} is corrupt ({err}); rebuild it with `{RETRAIN_COMMAND}`"
                 ) from err
         prompt_embeds = prompt_embeds.to(unet.dtype)
-        return cls(unet, vae, scheduler, prompt_embeds, merging_vae=merging_vae, device=device)
+        gains: dict[str, torch.Tensor] = {}
+        spectrum_file = local / SPECTRUM_FILE
+        if is_local and spectrum_file.is_file():
+            try:
+                gains = load_file(spectrum_file)
+            except Exception as err:  # safetensors raises its own error types
+                raise FileNotFoundError(
+                    f"MEG backbone file {spectrum_file} is corrupt ({err}); "
+                    f"rebuild it with `{RETRAIN_COMMAND}`"
+                ) from err
+        return cls(
+            unet,
+            vae,
+            scheduler,
+            prompt_embeds,
+            merging_vae=merging_vae,
+            device=device,
+            link_gain=gains.get("link_gain"),
+            finetuned_receive_gain=gains.get("finetuned_receive_gain"),
+        )
 
 
 def load_default_backbone(device: str | torch.device = "cpu") -> SplitLatentDiffusion:

@@ -7,11 +7,17 @@ Stages (``python -m edgegen.envs.backends.diffusion.train``, about 20 minutes on
    then step distillation: for random ``N`` in [4, 12] the student's ``N``-step Euler sample is
    pulled, by back-propagation through all ``N`` steps, to the 32-step sample of the frozen teacher
    from the same noise, so that every ``N`` in [4, 12] gives a usable image.
-3. Merging decoder: a copy of the decoder fine-tuned to map latents that were denoised for random
-   ``N``, merged at random ``rho`` in [0, 0.75] and sent with noise ``sigma ~ U(0.05, 0.32)`` (or
-   noiseless) to the reference image (``N_max = 12`` steps, no merging, noiseless, plain decoder).
+3. Link gain (``latent_spectrum``): the transmitted latent carries spatial frequencies above
+   ``DETAIL_BANDS`` at ``DETAIL_SCALE`` of their scale, rescaled to unit variance on the pool's
+   ``N_max`` latents; the plain decoder undoes it exactly.
+4. Merging decoder: a copy of the decoder, with a learnt per-frequency receive gain (started at the
+   plain decoder's), fine-tuned to map latents that were denoised for random ``N``, merged at random
+   ``rho`` in [0, 0.75] and sent with noise ``sigma ~ U(0.05, 0.32)`` (or noiseless) to the reference
+   image (``N_max = 12`` steps, no merging, noiseless, plain decoder).
 
-The result is written (fp16 safetensors) to ``envs/assets/meg_backbone`` with ``training.json``.
+The result is written (fp16 safetensors; the gains in fp32) to ``envs/assets/meg_backbone`` with
+``training.json``. ``--from-backbone DIR`` reuses the autoencoder, U-Net and prompt embeddings of a
+built backbone and runs stages 3 and 4 only (a few minutes).
 """
 
 from __future__ import annotations
@@ -37,18 +43,30 @@ from edgegen.envs.backends.diffusion.backbone import (
     build_unet,
     build_vae,
 )
+from edgegen.envs.backends.diffusion.latent_spectrum import (
+    DETAIL_BANDS,
+    apply_gain,
+    detail_gain,
+    fold_gain,
+    folded_shape,
+)
 from edgegen.envs.backends.diffusion.merging import merge_tokens, unmerge_tokens
 
 N_MIN, N_MAX, TEACHER_STEPS = 4, 12, 32
+DETAIL_SCALE = 0.03
+"""Fraction of their scale at which the latent's frequencies above ``DETAIL_BANDS[1]`` are sent."""
 
 
 def cosine_lr(
     optimizer: torch.optim.Optimizer, base_lr: float, step: int, total: int, warmup: int = 50
 ) -> None:
-    """Linear warm-up then cosine decay of every group's learning rate (set in place)."""
+    """Linear warm-up then cosine decay of every group's learning rate (set in place).
+
+    A group's optional ``"lr_scale"`` multiplies ``base_lr`` for that group.
+    """
     lr = base_lr * min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / total))
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 def train_vae(
@@ -181,12 +199,39 @@ def augmentation_sigma() -> float:
     return 0.0 if torch.rand(()) < 0.2 else float(0.05 + 0.27 * torch.rand(()))
 
 
+@torch.no_grad()
+def link_gain_for(latents: torch.Tensor, detail_scale: float = DETAIL_SCALE) -> torch.Tensor:
+    """``c a(f)`` for U-Net latents ``(B, C, H, W)``: ``c`` gives the transmitted latents unit std."""
+    height, width = latents.shape[-2:]
+    gain = detail_gain(height, width, detail_scale, *DETAIL_BANDS)
+    return gain / apply_gain(latents, gain).std()
+
+
 def finetune_decoder(
-    vae, pipe_latents: dict[int, torch.Tensor], references: torch.Tensor, iters: int, batch: int, log
+    vae,
+    pipe_latents: dict[int, torch.Tensor],
+    references: torch.Tensor,
+    iters: int,
+    batch: int,
+    log,
+    link_gain: torch.Tensor | None = None,
 ):
-    """Decoder (and post-quant conv) fine-tuned on merged, noisy latents towards the reference image."""
+    """Decoder (and post-quant conv) fine-tuned on merged, noisy latents towards the reference image.
+
+    With a ``link_gain`` the decoder also learns its per-frequency, per-channel receive gain (log
+    parametrised, even in frequency, started at ``1 / link_gain``). Returns the autoencoder and that
+    gain (``None`` without a link gain).
+    """
     merging_vae, params = trainable_decoder_copy(vae)
-    opt = torch.optim.AdamW(params, lr=2e-4, weight_decay=0.0)
+    groups: list[dict[str, Any]] = [{"params": params}]
+    log_gain = None
+    if link_gain is not None:
+        height, width = link_gain.shape
+        rows, cols = folded_shape(height, width)
+        start = -torch.log(link_gain[:rows, :cols]).expand(vae.config.latent_channels, -1, -1)
+        log_gain = torch.nn.Parameter(start.clone())
+        groups.append({"params": [log_gain], "lr_scale": 100.0})  # log gains move ~0.02 a step
+    opt = torch.optim.AdamW(groups, lr=2e-4, weight_decay=0.0)
     scale = vae.config.scaling_factor
     generator = torch.Generator().manual_seed(1234)
     losses = []
@@ -200,17 +245,22 @@ def finetune_decoder(
         with torch.no_grad():
             merged = merge_tokens(pipe_latents[n_steps][idx], rho, generator=generator)
             received = unmerge_tokens(merged.add_noise(sigma, generator=generator))
+        if log_gain is not None:
+            received = apply_gain(received, fold_gain(log_gain.exp(), *received.shape[-2:]))
         image = merging_vae.decode(received / scale).sample
         loss = F.mse_loss(image, references[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)  # the decoder's weights; the gain is clipped by Adam
         opt.step()
         losses.append(loss.item())
         if it % 50 == 0 or it == iters - 1:
             print(f"[decoder] iter {it:4d}  image mse {np.mean(losses[-50:]):.5f}", flush=True)
     log["decoder_mse_last50"] = float(np.mean(losses[-50:]))
-    return merging_vae.eval().requires_grad_(False)
+    receive_gain = None
+    if log_gain is not None:
+        receive_gain = fold_gain(log_gain.detach().exp(), *link_gain.shape)
+    return merging_vae.eval().requires_grad_(False), receive_gain
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -226,37 +276,72 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--distill-iters", type=int, default=150)
     parser.add_argument("--decoder-iters", type=int, default=500)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--detail-scale", type=float, default=DETAIL_SCALE)
+    parser.add_argument(
+        "--from-backbone",
+        type=Path,
+        default=None,
+        help="reuse this built backbone's autoencoder, U-Net and prompts; run the link and decoder stages",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     log: dict = {"args": {k: str(v) for k, v in vars(args).items()}, "seconds": {}}
     start = time.perf_counter()
 
-    labels_np = np.arange(args.images) % len(CLASS_NAMES)
-    images = torch.from_numpy(shape_images(labels_np, seed=args.seed))
-    labels = torch.from_numpy(labels_np)
+    if args.from_backbone is None:
+        labels_np = np.arange(args.images) % len(CLASS_NAMES)
+        images = torch.from_numpy(shape_images(labels_np, seed=args.seed))
+        labels = torch.from_numpy(labels_np)
 
-    vae = train_vae(images, args.vae_iters, 32, log)
-    raw = encode_latents(vae, images)
-    vae.register_to_config(scaling_factor=float(1.0 / raw.std()))
-    latents = raw * vae.config.scaling_factor
-    log["seconds"]["vae"] = time.perf_counter() - start
+        vae = train_vae(images, args.vae_iters, 32, log)
+        raw = encode_latents(vae, images)
+        vae.register_to_config(scaling_factor=float(1.0 / raw.std()))
+        latents = raw * vae.config.scaling_factor
+        log["seconds"]["vae"] = time.perf_counter() - start
 
-    unet, embeds = train_flow(latents, labels, args.flow_iters, 64, log)
-    log["seconds"]["flow"] = time.perf_counter() - start
-    unet = distill_steps(unet, embeds, args.distill_iters, 32, 1024, log)
-    log["seconds"]["distill"] = time.perf_counter() - start
+        unet, embeds = train_flow(latents, labels, args.flow_iters, 64, log)
+        log["seconds"]["flow"] = time.perf_counter() - start
+        unet = distill_steps(unet, embeds, args.distill_iters, 32, 1024, log)
+        log["seconds"]["distill"] = time.perf_counter() - start
+    else:  # stages 1-2 from a built backbone: its weights (fp16 on disk, fp32 here) and its log
+        built = SplitLatentDiffusion.from_pretrained(args.from_backbone, torch_dtype=torch.float32)
+        unet, vae, embeds = built.unet, built.vae, built.prompt_embeds
+        earlier = json.loads((args.from_backbone / "training.json").read_text())
+        log["stages_1_2_from"] = {
+            "backbone": str(args.from_backbone),
+            **{k: v for k, v in earlier.items() if k not in ("seconds", "decoder_mse_last50", "link")},
+        }
 
-    # Latents of a fresh pool for every N, and the reference images (N_max, unmerged, plain decoder).
+    # Latents of a fresh pool for every N, the link gain, and the reference images (N_max, unmerged,
+    # plain decoder).
     pipe = SplitLatentDiffusion(unet, vae, build_scheduler(), embeds)
     pool_ids = (np.arange(512) % len(CLASS_NAMES)).tolist()
     pool_seeds = [10_000 + i for i in range(512)]
-    pipe_latents = {n: pipe.denoise(pool_ids, pool_seeds, n) for n in range(N_MIN, N_MAX + 1)}
+    unet_latents = {n: pipe.denoise(pool_ids, pool_seeds, n) for n in range(N_MIN, N_MAX + 1)}
+    link_gain = link_gain_for(unet_latents[N_MAX], args.detail_scale)
+    pipe.link_gain = link_gain
+    pipe_latents = {n: apply_gain(z, link_gain) for n, z in unet_latents.items()}
+    log["link"] = {
+        "detail_scale": args.detail_scale,
+        "bands_cycles_per_px": list(DETAIL_BANDS),
+        "unit_variance_factor": float(link_gain[0, 0]),
+    }
     references = torch.cat([pipe.decode(z, finetuned=False) for z in pipe_latents[N_MAX].split(128)])
-    merging_vae = finetune_decoder(vae, pipe_latents, references, args.decoder_iters, 32, log)
+    merging_vae, receive_gain = finetune_decoder(
+        vae, pipe_latents, references, args.decoder_iters, 32, log, link_gain=link_gain
+    )
     log["seconds"]["decoder"] = time.perf_counter() - start
 
-    out = SplitLatentDiffusion(unet.half(), vae.half(), build_scheduler(), embeds.half(), merging_vae.half())
+    out = SplitLatentDiffusion(
+        unet.half(),
+        vae.half(),
+        build_scheduler(),
+        embeds.half(),
+        merging_vae.half(),
+        link_gain=link_gain,
+        finetuned_receive_gain=receive_gain,
+    )
     out.save_pretrained(args.out)
     log["seconds"]["total"] = time.perf_counter() - start
     log["torch"] = torch.__version__
