@@ -33,6 +33,9 @@ class CostActorCriticPolicy(ActorCriticPolicy):
         entity_context: with ``entity_layout``, the width of a context code (0: none): every device
             is encoded by one shared two-layer MLP and the mean of the codes joins every device's input
             (``agents.entities.EntityMlpExtractor``).
+        action_mean_init: the initial mean action (the action head's bias; its weights start near 0,
+            so the mean starts there on every state): one value per action, or with ``entity_layout``
+            one per device action, shared by the devices. ``None`` (default): 0, as SB3.
         **kwargs: as ``ActorCriticPolicy``.
     """
 
@@ -44,6 +47,7 @@ class CostActorCriticPolicy(ActorCriticPolicy):
         n_costs: int = 1,
         entity_layout: tuple[int, int] | None = None,
         entity_context: int = 0,
+        action_mean_init: list[float] | tuple[float, ...] | None = None,
         **kwargs: Any,
     ) -> None:
         if n_costs < 1:
@@ -56,6 +60,7 @@ class CostActorCriticPolicy(ActorCriticPolicy):
             raise ValueError("policy_kwargs entity_context needs an entity_layout (the devices to pool)")
         self.n_costs, self.entity_context = n_costs, entity_context
         self.entity_layout = None if entity_layout is None else (int(entity_layout[0]), int(entity_layout[1]))
+        self.action_mean_init = None if action_mean_init is None else [float(v) for v in action_mean_init]
         super().__init__(*args, **kwargs)
         # a calibrated shift of the deterministic action (keep_best's calibration sets it)
         add_action_offset(self, int(np.prod(self.action_space.shape or (1,))))
@@ -87,20 +92,36 @@ class CostActorCriticPolicy(ActorCriticPolicy):
 
     def _build(self, lr_schedule: Schedule) -> None:
         super()._build(lr_schedule)
-        if self.entity_layout is None:
-            return
-        # SB3 built one linear layer from all devices' latents to all actions; share one per device.
-        width = self.mlp_extractor.latent_dim_pi // self._entities
-        self.action_net = EntityActionHead(self._entities, width, self.entity_layout[1])
-        if self.ortho_init:
-            self.action_net.apply(lambda m: self.init_weights(m, gain=0.01))
-        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
+        if self.entity_layout is not None:
+            # SB3 built one linear layer from all devices' latents to all actions; share one per device.
+            width = self.mlp_extractor.latent_dim_pi // self._entities
+            self.action_net = EntityActionHead(self._entities, width, self.entity_layout[1])
+            if self.ortho_init:
+                self.action_net.apply(lambda m: self.init_weights(m, gain=0.01))
+            self.optimizer = self.optimizer_class(  # type: ignore[call-arg]
+                self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
+            )
+        if self.action_mean_init is not None:
+            self._init_action_mean(self.action_mean_init)
+
+    def _init_action_mean(self, values: list[float]) -> None:
+        head = self.action_net.linear if isinstance(self.action_net, EntityActionHead) else self.action_net
+        bias = cast(nn.Linear, head).bias
+        where = "per device action (entity_layout)" if self.entity_layout is not None else "per action"
+        if len(values) != bias.numel() or not all(np.isfinite(values)):
+            raise ValueError(
+                f"policy_kwargs action_mean_init must hold {bias.numel()} finite values ({where}), "
+                f"got {values}"
+            )
+        with th.no_grad():
+            bias.copy_(th.as_tensor(values, dtype=bias.dtype))
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data["n_costs"] = self.n_costs
         data["entity_layout"] = self.entity_layout
         data["entity_context"] = self.entity_context
+        data["action_mean_init"] = self.action_mean_init
         return data
 
     def _critic_latent(self, obs: th.Tensor) -> th.Tensor:

@@ -213,6 +213,46 @@ def test_entity_actor_is_shared_by_the_devices_and_survives_save_load(tmp_path):
     np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], action)
 
 
+@pytest.mark.parametrize("entity", [True, False])
+def test_action_mean_init_sets_the_initial_mean_action_and_is_saved(tmp_path, entity):
+    env = gym.make("edgegen/SFLAM-v0", num_rounds=5, max_episode_steps=5)  # 10 devices x 3 actions
+    init = [0.25, 0.0, -0.5] if entity else list(np.linspace(-0.6, 0.6, 30))
+    layout = {"entity_layout": "env"} if entity else {}
+
+    def build(**extra):
+        kwargs = {"net_arch": [16], **layout, **extra}
+        return PPOLagrangian("MlpPolicy", env, n_steps=32, batch_size=32, seed=3, policy_kwargs=kwargs)
+
+    obs = np.random.default_rng(0).uniform(0, 1, (4, 21)).astype(np.float32)
+    plain = build().predict(obs, deterministic=True)[0]
+    model = build(action_mean_init=init)
+    shifted = model.predict(obs, deterministic=True)[0]
+    # same seed, same weights: the deterministic action moves by the bias alone, on every state
+    expected = np.tile(init, 10) if entity else np.asarray(init)
+    np.testing.assert_allclose(shifted - plain, np.broadcast_to(expected, shifted.shape), atol=1e-6)
+    assert np.abs(plain).max() < 0.1  # SB3's start: the mean near 0
+    model.save(tmp_path / "init")
+    loaded = PPOLagrangian.load(tmp_path / "init.zip")
+    assert loaded.policy.action_mean_init == pytest.approx(init)
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], shifted)
+
+
+def test_action_mean_init_of_the_wrong_length_names_the_setting():
+    env = gym.make("edgegen/SFLAM-v0")
+    with pytest.raises(ValueError, match=r"action_mean_init must hold 3 finite values \(per device action"):
+        PPOLagrangian(
+            "MlpPolicy", env, policy_kwargs={"entity_layout": "env", "action_mean_init": [0.0] * 30}
+        )
+    with pytest.raises(ValueError, match=r"action_mean_init must hold 30 finite values \(per action\)"):
+        PPOLagrangian("MlpPolicy", env, policy_kwargs={"action_mean_init": [0.0, 0.0, -0.5]})
+    with pytest.raises(ValueError, match="action_mean_init must hold 3 finite values"):
+        PPOLagrangian(
+            "MlpPolicy",
+            env,
+            policy_kwargs={"entity_layout": "env", "action_mean_init": [0.0, float("nan"), 0.0]},
+        )
+
+
 def test_entity_context_lets_a_device_see_its_round_and_keeps_the_device_order_free(tmp_path):
     env = gym.make("edgegen/SFLAM-v0", num_rounds=5, max_episode_steps=5)
     kwargs = {"entity_layout": "env", "net_arch": [16], "entity_context": 8}
