@@ -86,3 +86,27 @@ def test_fold_gain_is_even_in_both_axes_and_keeps_the_free_values():
     z = torch.randn(2, 16, 16)
     out = torch.fft.ifft2(torch.fft.fft2(z) * full)
     assert out.imag.abs().max() < 1e-3 * out.real.abs().max()
+
+
+def test_link_gain_for_gives_unit_variance_and_the_decoder_learns_an_even_receive_gain():
+    from edgegen.envs.backends.diffusion.backbone import build_vae
+    from edgegen.envs.backends.diffusion.train import finetune_decoder, link_gain_for
+
+    torch.manual_seed(0)
+    z = 2.0 * torch.randn(8, 4, 16, 16)
+    gain = link_gain_for(z, detail_scale=0.05)
+    assert float(apply_gain(z, gain).std()) == pytest.approx(1.0, abs=1e-5)
+    torch.testing.assert_close(gain / gain[0, 0], detail_gain(16, 16, 0.05))  # c a(f)
+    vae = build_vae()
+    latents = {n: apply_gain(torch.randn(4, 4, 16, 16), gain) for n in range(4, 13)}
+    references = torch.rand(4, 3, 32, 32) * 2 - 1
+    _, receive = finetune_decoder(vae, latents, references, iters=3, batch=2, log={}, link_gain=gain)
+    assert receive.shape == (4, 16, 16)
+    assert torch.equal(receive, receive.flip(-1).roll(1, -1)) and torch.equal(
+        receive, receive.flip(-2).roll(1, -2)
+    )
+    # started at the plain decoder's 1 / gain and moved a little in three warm-up steps
+    ratio = receive * gain
+    assert float((ratio - 1).abs().max()) < 0.01 and float((ratio - 1).abs().max()) > 0
+    # without a link gain there is nothing to learn
+    assert finetune_decoder(vae, latents, references, iters=1, batch=2, log={})[1] is None

@@ -258,7 +258,7 @@ def finetune_decoder(
             print(f"[decoder] iter {it:4d}  image mse {np.mean(losses[-50:]):.5f}", flush=True)
     log["decoder_mse_last50"] = float(np.mean(losses[-50:]))
     receive_gain = None
-    if log_gain is not None:
+    if log_gain is not None and link_gain is not None:
         receive_gain = fold_gain(log_gain.detach().exp(), *link_gain.shape)
     return merging_vae.eval().requires_grad_(False), receive_gain
 
@@ -308,7 +308,8 @@ def main(argv: list[str] | None = None) -> None:
         built = SplitLatentDiffusion.from_pretrained(args.from_backbone, torch_dtype=torch.float32)
         unet, vae, embeds = built.unet, built.vae, built.prompt_embeds
         earlier = json.loads((args.from_backbone / "training.json").read_text())
-        log["stages_1_2_from"] = {
+        # the log of the run that trained stages 1-2 (itself, or the one it took them from)
+        log["stages_1_2_from"] = earlier.get("stages_1_2_from") or {
             "backbone": str(args.from_backbone),
             **{k: v for k, v in earlier.items() if k not in ("seconds", "decoder_mse_last50", "link")},
         }
