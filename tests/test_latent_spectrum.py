@@ -54,6 +54,10 @@ def test_apply_gain_is_real_linear_and_inverted_by_the_reciprocal_gain():
     y = apply_gain(z, gain)
     assert y.dtype == z.dtype and y.shape == z.shape
     torch.testing.assert_close(apply_gain(y, 1.0 / gain), z, atol=1e-4, rtol=0)
+    # an fp16 latent (a half-precision pipeline) keeps its dtype; the FFT runs in fp32
+    half = apply_gain(z.half(), gain)
+    assert half.dtype == torch.float16
+    torch.testing.assert_close(half.float(), y, atol=2e-3, rtol=0)
     # A constant latent is pure DC: only the gain at f = 0 acts on it.
     torch.testing.assert_close(apply_gain(torch.ones(1, 1, 16, 16), gain), torch.full((1, 1, 16, 16), 1.7))
     # A checkerboard is the Nyquist frequency on both axes: scaled by the gain there.

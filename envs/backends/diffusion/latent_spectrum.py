@@ -60,8 +60,8 @@ def detail_gain(
 
 def apply_gain(latent: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
     """``F^-1[gain * F latent]`` over the last two axes; ``gain`` (H, W) or (C, H, W), even in f."""
-    spectrum = torch.fft.fft2(latent.to(torch.float32))
-    return torch.fft.ifft2(spectrum * gain.to(torch.float32)).real.to(latent.dtype)
+    spectrum = torch.fft.fft2(latent.to(torch.float32))  # fp32 FFT also for fp16 pipelines
+    return torch.fft.ifft2(spectrum * gain.to(spectrum.device, torch.float32)).real.to(latent.dtype)
 
 
 def folded_shape(height: int, width: int) -> tuple[int, int]:
