@@ -200,10 +200,12 @@ def augmentation_sigma() -> float:
 
 
 @torch.no_grad()
-def link_gain_for(latents: torch.Tensor, detail_scale: float = DETAIL_SCALE) -> torch.Tensor:
+def link_gain_for(
+    latents: torch.Tensor, detail_scale: float = DETAIL_SCALE, bands: tuple[float, float] = DETAIL_BANDS
+) -> torch.Tensor:
     """``c a(f)`` for U-Net latents ``(B, C, H, W)``: ``c`` gives the transmitted latents unit std."""
     height, width = latents.shape[-2:]
-    gain = detail_gain(height, width, detail_scale, *DETAIL_BANDS)
+    gain = detail_gain(height, width, detail_scale, *bands)
     return gain / apply_gain(latents, gain).std()
 
 
