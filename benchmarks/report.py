@@ -42,13 +42,14 @@ SECTIONS = (
     ("meg_policies", "python benchmarks/meg_policies.py"),
     (
         "meg_noise_sensitivity",
-        "python benchmarks/meg_noise_sensitivity.py --retrain-iters 400 --vae-variants",
+        "python benchmarks/meg_noise_sensitivity.py --retrain-iters 400",
     ),
     (
         "meg_noise_compression",
         "python benchmarks/meg_noise_sensitivity.py --compression-probe --vae-iters 1500",
     ),
     ("meg_noise_spectrum", "python benchmarks/meg_noise_sensitivity.py --spectrum"),
+    ("meg_noise_gain_sweep", "python benchmarks/meg_noise_sensitivity.py --gain-sweep"),
     ("fed_ddpm_quantization", "python benchmarks/fed_ddpm_quantization.py"),
     ("split_vit_accuracy", "python benchmarks/split_vit_accuracy.py"),
     ("fresh_install", "python benchmarks/harness.py fresh_install TITLE bash benchmarks/fresh_install.sh"),
