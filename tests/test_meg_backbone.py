@@ -50,6 +50,10 @@ def test_save_then_from_pretrained_gives_identical_images(tmp_path, gains):
     for name in ("link_gain", "finetuned_receive_gain"):
         stored = getattr(loaded, name)
         assert (stored is None) if not gains else torch.equal(stored, getattr(pipe, name))
+    # saving a backbone without gains over one with them leaves no stale gains behind
+    if gains:
+        _random_backbone().save_pretrained(tmp_path / "tiny")
+        assert SplitLatentDiffusion.from_pretrained(tmp_path / "tiny").link_gain is None
 
 
 def test_link_gain_sits_between_the_unet_and_the_decoders():
@@ -77,7 +81,7 @@ def test_bad_link_gains_are_rejected():
         ValueError, match=r"link_gain must be a positive \(16, 16\) tensor, got shape \(8, 8\)"
     ):
         SplitLatentDiffusion(*parts, link_gain=torch.ones(8, 8))
-    with pytest.raises(ValueError, match="link_gain must be a positive"):
+    with pytest.raises(ValueError, match=r"link_gain must be a positive .* smallest value 0"):
         SplitLatentDiffusion(*parts, link_gain=torch.zeros(16, 16))
     with pytest.raises(
         ValueError, match=r"finetuned_receive_gain must have shape \(16, 16\) or \(4, 16, 16\)"

@@ -142,13 +142,11 @@ class SplitLatentDiffusion:
         if link_gain is not None:
             link_gain = link_gain.to(self.device, torch.float32)
             if tuple(link_gain.shape) != (height, width) or not bool((link_gain > 0).all()):
-                raise ValueError(
-                    f"link_gain must be a positive ({height}, {width}) tensor, "
-                    f"got shape {tuple(link_gain.shape)}"
-                )
+                got = f"shape {tuple(link_gain.shape)}, smallest value {float(link_gain.min()):g}"
+                raise ValueError(f"link_gain must be a positive ({height}, {width}) tensor, got {got}")
         if finetuned_receive_gain is not None:
             finetuned_receive_gain = finetuned_receive_gain.to(self.device, torch.float32)
-            if tuple(finetuned_receive_gain.shape) not in ((height, width), (self.latent_shape)):
+            if tuple(finetuned_receive_gain.shape) not in ((height, width), self.latent_shape):
                 raise ValueError(
                     f"finetuned_receive_gain must have shape ({height}, {width}) or {self.latent_shape}, "
                     f"got {tuple(finetuned_receive_gain.shape)}"
@@ -264,6 +262,8 @@ class SplitLatentDiffusion:
         stored = {k: v.detach().cpu().float().contiguous() for k, v in gains.items() if v is not None}
         if stored:
             save_file(stored, path / SPECTRUM_FILE)
+        else:  # no gains: an older file in the folder must not lend this backbone its gains
+            (path / SPECTRUM_FILE).unlink(missing_ok=True)
 
     @classmethod
     def from_pretrained(
