@@ -56,13 +56,13 @@ from harness import record
 
 from edgegen.envs.backends.data import shape_images
 from edgegen.envs.backends.diffusion.backbone import DEFAULT_BACKBONE_DIR, SplitLatentDiffusion, build_vae
-from edgegen.envs.backends.diffusion.latent_spectrum import apply_gain
+from edgegen.envs.backends.diffusion.latent_spectrum import apply_gain, radial_frequency
 from edgegen.envs.backends.diffusion.train import (
     augmentation_sigma,
     cosine_lr,
     encode_latents,
-    finetune_decoder,
-    link_gain_for,
+    link_and_decoder,
+    pool_latents,
     train_vae,
     trainable_decoder_copy,
 )
@@ -185,8 +185,7 @@ def spectrum(backbone: SplitLatentDiffusion, sigma: float = 0.1) -> float:
     latents = backbone.denoise(ids, [50_000 + i for i in range(len(ids))], 12)  # the transmitted latent
     side = latents.shape[-1]
     power = (torch.fft.fft2(latents - latents.mean(0, keepdim=True)).abs() ** 2).mean((0, 1)) / side**2
-    fy, fx = torch.meshgrid(torch.fft.fftfreq(side), torch.fft.fftfreq(side), indexing="ij")
-    radius = (fx**2 + fy**2).sqrt()
+    radius = radial_frequency(side, side)
     reference = backbone.decode(latents, finetuned=False)
     generator = torch.Generator().manual_seed(0)
     plain_total, wiener_total = 0.0, 0.0
@@ -236,9 +235,7 @@ GAIN_SETTINGS = ((0.05, (0.2, 0.3)), (0.05, (0.3, 0.4)), (0.03, (0.3, 0.4)))  # 
 def gain_sweep(backbone: SplitLatentDiffusion, iters: int = 500, pool: int = 256) -> None:
     """Plain / fine-tuned MSE at sigma 0.1 for each link gain of ``GAIN_SETTINGS`` (see the docstring)."""
     unet_pipe = SplitLatentDiffusion(backbone.unet, backbone.vae, backbone.scheduler, backbone.prompt_embeds)
-    ids = (np.arange(pool) % backbone.n_prompts).tolist()
-    z = {n: unet_pipe.denoise(ids, [10_000 + i for i in range(pool)], n) for n in range(4, 13)}
-    references = torch.cat([unet_pipe.decode(x, finetuned=False) for x in z[12].split(128)])
+    z = pool_latents(unet_pipe, pool)
     held_ids = [p for p in range(backbone.n_prompts) for _ in range(6)]
     held = unet_pipe.denoise(held_ids, [50_000 + i for i in range(len(held_ids))], 12)
     held_reference = (unet_pipe.decode(held, finetuned=False) + 1) / 2
@@ -253,26 +250,10 @@ def gain_sweep(backbone: SplitLatentDiffusion, iters: int = 500, pool: int = 256
     print("|---|---|---|---|---|---|---|")
     for detail_scale, bands in GAIN_SETTINGS:
         torch.manual_seed(0)
-        gain = link_gain_for(z[12], detail_scale, bands)
         with torch.enable_grad(), contextlib.redirect_stdout(sys.stderr):
-            tuned, receive = finetune_decoder(
-                backbone.vae,
-                {n: apply_gain(x, gain) for n, x in z.items()},
-                references,
-                iters,
-                32,
-                {},
-                link_gain=gain,
-            )
-        pipe = SplitLatentDiffusion(
-            backbone.unet,
-            backbone.vae,
-            backbone.scheduler,
-            backbone.prompt_embeds,
-            tuned,
-            link_gain=gain,
-            finetuned_receive_gain=receive,
-        )
+            pipe = link_and_decoder(unet_pipe, z, iters, {}, detail_scale, bands)
+        assert pipe.link_gain is not None
+        gain = pipe.link_gain
         sent = apply_gain(held, gain)
 
         plain, tuned_clean, tuned_noisy = (

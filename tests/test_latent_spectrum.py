@@ -114,3 +114,34 @@ def test_link_gain_for_gives_unit_variance_and_the_decoder_learns_an_even_receiv
     assert float((ratio - 1).abs().max()) < 0.01 and float((ratio - 1).abs().max()) > 0
     # without a link gain there is nothing to learn
     assert finetune_decoder(vae, latents, references, iters=1, batch=2, log={})[1] is None
+
+
+def test_link_and_decoder_stage_on_pool_latents_returns_a_gained_pipeline():
+    from edgegen.envs.backends.diffusion.backbone import (
+        SplitLatentDiffusion,
+        build_scheduler,
+        build_unet,
+        build_vae,
+    )
+    from edgegen.envs.backends.diffusion.train import N_MAX, N_MIN, link_and_decoder, pool_latents
+
+    torch.manual_seed(0)
+    pipe = SplitLatentDiffusion(build_unet(), build_vae(), build_scheduler(), torch.randn(3, 1, 64))
+    z = pool_latents(pipe, 3)
+    assert sorted(z) == list(range(N_MIN, N_MAX + 1)) and z[N_MAX].shape == (3, 4, 16, 16)
+    torch.testing.assert_close(z[5][1], pipe.denoise([1], [10_001], 5)[0])  # prompts cycle, seeds from 10000
+    log = {}
+    out = link_and_decoder(pipe, z, iters=2, log=log, detail_scale=0.1, bands=(0.25, 0.35))
+    assert out.unet is pipe.unet and out.vae is pipe.vae and out.merging_vae is not None
+    # the link gain is a(f) times the unit-variance factor, fitted on the N_max latents
+    torch.testing.assert_close(out.link_gain / out.link_gain[0, 0], detail_gain(16, 16, 0.1, 0.25, 0.35))
+    assert float(apply_gain(z[N_MAX], out.link_gain).std()) == pytest.approx(1.0, abs=1e-5)
+    assert log["link"]["unit_variance_factor"] == pytest.approx(float(out.link_gain[0, 0]))
+    assert out.finetuned_receive_gain.shape == (4, 16, 16)
+    # the plain decoder of the gained pipeline sees what the ungained one saw
+    torch.testing.assert_close(
+        out.decode(apply_gain(z[6], out.link_gain), finetuned=False),
+        pipe.decode(z[6], finetuned=False),
+        atol=1e-4,
+        rtol=0,
+    )

@@ -265,6 +265,52 @@ def finetune_decoder(
     return merging_vae.eval().requires_grad_(False), receive_gain
 
 
+def pool_latents(pipe: SplitLatentDiffusion, pool: int) -> dict[int, torch.Tensor]:
+    """The pipeline's latents of ``pool`` fresh samples (seeds 10000 on) for every N in [N_MIN, N_MAX]."""
+    ids = (np.arange(pool) % pipe.n_prompts).tolist()
+    seeds = [10_000 + i for i in range(pool)]
+    return {n: pipe.denoise(ids, seeds, n) for n in range(N_MIN, N_MAX + 1)}
+
+
+def link_and_decoder(
+    pipe: SplitLatentDiffusion,
+    unet_latents: dict[int, torch.Tensor],
+    iters: int,
+    log: dict,
+    detail_scale: float = DETAIL_SCALE,
+    bands: tuple[float, float] = DETAIL_BANDS,
+) -> SplitLatentDiffusion:
+    """Stages 3-4 on a pipeline without gains and its pool latents (``pool_latents``).
+
+    Fits the link gain on the ``N_max`` latents and fine-tunes the merging decoder towards the
+    reference images (``N_max`` steps, unmerged, plain decoder); returns a pipeline with the same
+    U-Net, autoencoder and prompts, the link gain, the fine-tuned decoder and its receive gain.
+    """
+    link_gain = link_gain_for(unet_latents[N_MAX], detail_scale, bands)
+    gained = SplitLatentDiffusion(
+        pipe.unet, pipe.vae, pipe.scheduler, pipe.prompt_embeds, link_gain=link_gain
+    )
+    sent = {n: apply_gain(z, link_gain) for n, z in unet_latents.items()}
+    log["link"] = {
+        "detail_scale": detail_scale,
+        "bands_cycles_per_px": list(bands),
+        "unit_variance_factor": float(link_gain[0, 0]),
+    }
+    references = torch.cat([gained.decode(z, finetuned=False) for z in sent[N_MAX].split(128)])
+    merging_vae, receive_gain = finetune_decoder(
+        pipe.vae, sent, references, iters, 32, log, link_gain=link_gain
+    )
+    return SplitLatentDiffusion(
+        pipe.unet,
+        pipe.vae,
+        pipe.scheduler,
+        pipe.prompt_embeds,
+        merging_vae,
+        link_gain=link_gain,
+        finetuned_receive_gain=receive_gain,
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line: run the three stages and write the backbone."""
     parser = argparse.ArgumentParser(
@@ -316,34 +362,19 @@ def main(argv: list[str] | None = None) -> None:
             **{k: v for k, v in earlier.items() if k not in ("seconds", "decoder_mse_last50", "link")},
         }
 
-    # Latents of a fresh pool for every N, the link gain, and the reference images (N_max, unmerged,
-    # plain decoder).
     pipe = SplitLatentDiffusion(unet, vae, build_scheduler(), embeds)
-    pool_ids = (np.arange(512) % len(CLASS_NAMES)).tolist()
-    pool_seeds = [10_000 + i for i in range(512)]
-    unet_latents = {n: pipe.denoise(pool_ids, pool_seeds, n) for n in range(N_MIN, N_MAX + 1)}
-    link_gain = link_gain_for(unet_latents[N_MAX], args.detail_scale)
-    pipe.link_gain = link_gain
-    pipe_latents = {n: apply_gain(z, link_gain) for n, z in unet_latents.items()}
-    log["link"] = {
-        "detail_scale": args.detail_scale,
-        "bands_cycles_per_px": list(DETAIL_BANDS),
-        "unit_variance_factor": float(link_gain[0, 0]),
-    }
-    references = torch.cat([pipe.decode(z, finetuned=False) for z in pipe_latents[N_MAX].split(128)])
-    merging_vae, receive_gain = finetune_decoder(
-        vae, pipe_latents, references, args.decoder_iters, 32, log, link_gain=link_gain
-    )
+    tuned = link_and_decoder(pipe, pool_latents(pipe, 512), args.decoder_iters, log, args.detail_scale)
     log["seconds"]["decoder"] = time.perf_counter() - start
 
+    assert tuned.merging_vae is not None  # link_and_decoder always fine-tunes one
     out = SplitLatentDiffusion(
         unet.half(),
         vae.half(),
         build_scheduler(),
         embeds.half(),
-        merging_vae.half(),
-        link_gain=link_gain,
-        finetuned_receive_gain=receive_gain,
+        tuned.merging_vae.half(),
+        link_gain=tuned.link_gain,
+        finetuned_receive_gain=tuned.finetuned_receive_gain,
     )
     out.save_pretrained(args.out)
     log["seconds"]["total"] = time.perf_counter() - start
