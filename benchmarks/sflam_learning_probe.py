@@ -18,6 +18,13 @@ one thing at a time, so that each of three explanations can be tested alone, fas
   the critic a two-stage Deep Set of the round predicting the logarithms of the objective and of the
   round latency (``critic``) or of every device's latency, the round's being their max
   (``critic-max``); its multiplier follows the deterministic policy's played rounds.
+- ``--credit critic-ens``: the critic learner with the stabilisers an off-policy Lagrangian agent
+  would ship (fifteenth session): an ensemble of per-device set critics (``--ensemble``, 5), the actor
+  on their pessimistic estimate (mean + ``--pessimism`` standard deviations of each log), smaller and
+  fewer actor steps, the multiplier fed by the deterministic policy on fresh rounds counted in the
+  samples. ``critic-ens-estep``: the same critics, the actor improved by CVPO's E- and M-step
+  (particles re-weighted under a KL bound) instead of the critics' gradient. ``--round-critic``:
+  critics of the round latency alone instead of every device's.
 - ``--lambda-lr 0 --lambda-init L``: the latency multiplier held at ``L`` (the CMDP oracle's is ~1.0).
 - ``--samples``: the training budget (the targets' 100k, or more).
 
@@ -29,6 +36,10 @@ the same rounds.
     python benchmarks/sflam_learning_probe.py --credit team local hybrid --seed 0 --samples 100000
     python benchmarks/sflam_learning_probe.py --credit team --lambda-lr 0 --lambda-init 1.0
     python benchmarks/sflam_learning_probe.py --credit critic-max critic
+    python benchmarks/sflam_learning_probe.py --credit critic-ens --seed S  # S = 0, 1, 2
+    python benchmarks/sflam_learning_probe.py --credit critic-ens-estep
+    python benchmarks/sflam_learning_probe.py --credit critic-ens --round-critic
+    python benchmarks/sflam_learning_probe.py --credit critic-ens --ensemble 1
 """
 
 from __future__ import annotations
@@ -40,6 +51,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch as th
+from scipy.optimize import minimize_scalar
 from torch import nn
 
 import edgegen  # noqa: F401  (registers the edgegen ids)
@@ -146,12 +158,13 @@ def report(
     test_rounds: dict,
     action: th.Tensor,
     oracle_mean: float,
+    per_update: int = BATCH,
 ) -> None:
     """Print the deterministic policy's ``action`` (one row per test round) played on the test rounds."""
     rows = np.arange(len(test_rounds["obs"]))
     det = play(env, test_rounds, rows, action.reshape(len(rows), -1).numpy())
     print(
-        f"{label} samples {(update + 1) * BATCH} lambda {lam:.2f} | deterministic: T "
+        f"{label} samples {(update + 1) * per_update} lambda {lam:.2f} | deterministic: T "
         f"{det['T'].mean():.3f} s, E {det['E'].mean():.3f} J, Q {det['Q'].mean():.4f}, objective "
         f"{det['objective'].mean():.3f} = {det['objective'].mean() / oracle_mean:.3f}x the oracle's",
         flush=True,
@@ -321,10 +334,133 @@ def train_critic_learner(
             report(credit, update, lam, env, test_rounds, th.tanh(mean), oracle_mean)
 
 
+ACTOR_LR, FEEDBACK = 1e-4, 64
+
+
+PARTICLES, KL_EPSILON = 32, 0.1
+
+
+def pessimistic_lagrangian(
+    critics: list[SetCritic], obs: th.Tensor, action: th.Tensor, lam: float, pessimism: float
+) -> th.Tensor:
+    """``objective + lam * T`` per row, each from the ensemble's mean + ``pessimism`` std of its log."""
+    predicted = th.stack([c(obs, action) for c in critics])  # (ensemble, b, 1 + M)
+    upper = predicted.mean(dim=0)
+    if len(critics) > 1:
+        upper = upper + pessimism * predicted.std(dim=0)
+    return upper[..., 0].exp() + lam * upper[..., 1:].amax(dim=-1).exp()
+
+
+def estep_mstep_loss(
+    net: EntityActorCritic, critics: list[SetCritic], obs: th.Tensor, lam: float, pessimism: float
+) -> th.Tensor:
+    """CVPO's improvement operator on the same critics: ``PARTICLES`` actions per round around the
+    actor's (noise ``CRITIC_NOISE``), re-weighted by ``exp(-L / eta)`` with eta from the E-step's dual
+    (KL to the sampling policy ``KL_EPSILON``); the loss is the weighted particles' negative
+    log-likelihood under a Gaussian of the same noise around the actor's new mean (the M-step)."""
+    b = len(obs)
+    mean = th.tanh(net(obs)[0]).reshape(b, -1)
+    with th.no_grad():
+        particles = (mean.unsqueeze(0) + CRITIC_NOISE * th.randn(PARTICLES, *mean.shape)).clamp(-1.0, 1.0)
+        cost = pessimistic_lagrangian(
+            critics, obs.repeat(PARTICLES, 1), particles.reshape(PARTICLES * b, -1), lam, pessimism
+        ).reshape(PARTICLES, b)
+        advantage = -(cost - cost.mean(dim=0)).numpy()
+
+        def dual(log_eta: float) -> float:
+            eta = np.exp(log_eta)
+            z = advantage / eta
+            top = z.max(axis=0)
+            lse = top + np.log(np.mean(np.exp(z - top), axis=0))
+            return float(eta * KL_EPSILON + eta * lse.mean())
+
+        log_eta = minimize_scalar(dual, bounds=(-12.0, 6.0), method="bounded").x
+        weights = th.softmax(th.as_tensor(advantage / np.exp(log_eta), dtype=th.float32), dim=0)
+    return (weights * ((particles - mean.unsqueeze(0)) ** 2).sum(dim=-1)).sum(dim=0).mean() / (
+        2 * CRITIC_NOISE**2
+    )
+
+
+def train_ensemble_learner(
+    args: argparse.Namespace,
+    credit: str,
+    env: SFLAMEnv,
+    train_rounds: dict,
+    test_rounds: dict,
+    oracle_mean: float,
+) -> None:
+    """``critic-ens``: the critic learner with the stabilisers an off-policy Lagrangian agent would ship.
+
+    At gamma 0 the critic regresses observed outcomes (no bootstrap, so no target networks); what
+    destabilised the naive learner is the actor walking into actions whose costs the critic gets
+    wrong. Here: an ensemble of ``--ensemble`` (5) per-device set critics, each on its own minibatches, and
+    the actor minimises a pessimistic Lagrangian (the ensemble's mean plus ``--pessimism`` (1) standard
+    deviations of each log prediction: objective and every device's latency, the round's their max);
+    one actor step for every two critic steps, at a third of the critic's rate. The multiplier follows
+    the deterministic policy's rounds on ``FEEDBACK`` fresh rounds per update, counted in the samples
+    and stored in the replay like the exploring ones.
+    """
+    rng = seeded(args.seed)
+    cfg, m = env.config, env.config.selected_devices
+    limit = cfg.round_latency_s_limit
+    net = EntityActorCritic(m)
+    per_device = not args.round_critic
+    critics = [SetCritic(m, per_device) for _ in range(args.ensemble)]
+    actor_opt = th.optim.Adam([*net.actor.parameters(), *net.context.parameters()], lr=ACTOR_LR)
+    critic_opts = [th.optim.Adam(c.parameters(), lr=3e-4) for c in critics]
+    lam = args.lambda_init
+    train_obs, test_obs = th.as_tensor(train_rounds["obs"]), th.as_tensor(test_rounds["obs"])
+    memory_obs, memory_action, memory_target = [], [], []
+    per_update = BATCH + FEEDBACK
+    updates = args.samples // per_update
+    for update in range(updates):
+        rows = rng.integers(0, len(train_rounds["obs"]), per_update)
+        obs = train_obs[rows]
+        with th.no_grad():
+            mean = th.tanh(net(obs)[0])
+        noise = CRITIC_NOISE * th.randn_like(mean)
+        noise[BATCH:] = 0.0  # the last FEEDBACK rounds play the deterministic policy
+        action = (mean + noise).clamp(-1.0, 1.0).reshape(per_update, -1)
+        out = play(env, train_rounds, rows, action.numpy())
+        latency = out["latency"] if per_device else out["T"][:, None]
+        target = np.log(np.concatenate([out["objective"][:, None], latency], -1))
+        memory_obs.append(obs)
+        memory_action.append(action)
+        memory_target.append(th.as_tensor(target, dtype=th.float32))
+        all_obs, all_action, all_target = (th.cat(x) for x in (memory_obs, memory_action, memory_target))
+        lam = max(0.0, lam + args.lambda_lr * (float(out["T"][BATCH:].mean()) / limit - 1.0))
+        for step in range(EPOCHS * BATCH // MINIBATCH):
+            for critic, opt in zip(critics, critic_opts, strict=True):
+                batch = th.as_tensor(rng.integers(0, len(all_obs), 2 * MINIBATCH))
+                loss = ((critic(all_obs[batch], all_action[batch]) - all_target[batch]) ** 2).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            if step % 2:
+                continue
+            batch = th.as_tensor(rng.integers(0, len(all_obs), 2 * MINIBATCH))
+            if credit == "critic-ens":  # the actor's gradient through the critics
+                act = th.tanh(net(all_obs[batch])[0]).reshape(len(batch), -1)
+                actor_loss = pessimistic_lagrangian(critics, all_obs[batch], act, lam, args.pessimism).mean()
+            else:  # CVPO's E- and M-step on the same critics (half the rounds: 32 particles each)
+                actor_loss = estep_mstep_loss(net, critics, all_obs[batch[:MINIBATCH]], lam, args.pessimism)
+            actor_opt.zero_grad()
+            actor_loss.backward()
+            actor_opt.step()
+        if update % 20 == 0 or update == updates - 1:
+            with th.no_grad():
+                mean, _ = net(test_obs)
+            label = f"{credit}{' (round critic)' if args.round_critic else ''}"
+            report(label, update, lam, env, test_rounds, th.tanh(mean), oracle_mean, per_update)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--credit", nargs="+", choices=("team", "local", "hybrid", "critic", "critic-max"), default=["team"]
+        "--credit",
+        nargs="+",
+        choices=("team", "local", "hybrid", "critic", "critic-max", "critic-ens", "critic-ens-estep"),
+        default=["team"],
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="tuning seed: networks, sampling, training episodes"
@@ -332,6 +468,15 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=100_000, help="rounds of training (env steps)")
     parser.add_argument("--lambda-lr", type=float, default=0.1, help="multiplier step per update (0: fixed)")
     parser.add_argument("--lambda-init", type=float, default=1.0)
+    parser.add_argument("--ensemble", type=int, default=5, help="critic-ens*: critics in the ensemble")
+    parser.add_argument(
+        "--pessimism", type=float, default=1.0, help="critic-ens*: ensemble standard deviations added"
+    )
+    parser.add_argument(
+        "--round-critic",
+        action="store_true",
+        help="critic-ens*: critics of the round's latency alone, not of every device's (whose max it is)",
+    )
     args = parser.parse_args()
     if args.samples < BATCH:
         parser.error(f"--samples must be at least {BATCH}, got {args.samples}")
@@ -358,7 +503,9 @@ def main() -> None:
         flush=True,
     )
     for credit in args.credit:
-        if credit.startswith("critic"):
+        if credit.startswith("critic-ens"):
+            train_ensemble_learner(args, credit, env, train_rounds, test_rounds, oracle_mean)
+        elif credit.startswith("critic"):
             train_critic_learner(args, credit, env, train_rounds, test_rounds, oracle_mean)
         else:
             train(args, credit, env, train_rounds, test_rounds, oracle_mean)
