@@ -104,7 +104,7 @@ def play(
 class EntityActorCritic(nn.Module):
     """Per-device actor and per-device (reward, cost) critic, both on a Deep Set context of the round."""
 
-    def __init__(self, devices: int, context: int = 32, hidden: int = 64) -> None:
+    def __init__(self, devices: int, context: int = 32, hidden: int = 64, actions: int = 3) -> None:
         super().__init__()
         self.devices = devices
         features = 2 + 1  # a device's two features and the round progress
@@ -121,7 +121,7 @@ class EntityActorCritic(nn.Module):
                 nn.Linear(hidden, out),
             )
 
-        self.actor, self.critic = mlp(3), mlp(2)
+        self.actor, self.critic = mlp(actions), mlp(2)
         self.log_std = nn.Parameter(th.full((3,), -1.5))
 
     def forward(self, obs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
@@ -338,6 +338,40 @@ ACTOR_LR, FEEDBACK = 1e-4, 64
 
 
 PARTICLES, KL_EPSILON = 32, 0.1
+BIT_CENTRES = th.tensor([-0.8, -0.4, 0.0, 0.4, 0.8])  # the action at the middle of each bit-width's bin
+BITS_ROUNDS = 64  # critic-ens-bits: rounds per actor step whose bit-widths are searched
+BITS_EPSILON = 0.2  # critic-ens-bits: share of exploring devices whose bit-width is drawn uniformly
+
+
+def device_actions(out: th.Tensor, hybrid: bool, sample_bits: bool = False) -> th.Tensor:
+    """``(B, M, 3)`` actions from the actor's output: tanh of it, or (``hybrid``) a bit-width chosen
+    among its first five values as logits (sampled, or the most likely) beside tanh of the other two.
+    Sampled, a device's bit-width is any of the five with probability ``BITS_EPSILON``: the logits
+    follow the critics' choice, and the critics can only rank the bit-widths they see played."""
+    if not hybrid:
+        return th.tanh(out)
+    logits = out[..., :5]
+    if sample_bits:  # the logits' choice, or with probability BITS_EPSILON any bit-width
+        k = th.distributions.Categorical(logits=logits).sample()
+        uniform = th.rand(k.shape) < BITS_EPSILON
+        k = th.where(uniform, th.randint(0, 5, k.shape), k)
+    else:
+        k = logits.argmax(dim=-1)
+    return th.cat([BIT_CENTRES[k].unsqueeze(-1), th.tanh(out[..., 5:])], dim=-1)
+
+
+def best_bits(
+    critics: list[SetCritic], obs: th.Tensor, action: th.Tensor, lam: float, pessimism: float
+) -> th.Tensor:
+    """``(B, M)``: per device, the bit-width whose action the critics' pessimistic Lagrangian prefers
+    with every other value of the round's action held (one coordinate step per device)."""
+    b, m = action.shape[0], action.shape[1]
+    variants = action.unsqueeze(0).unsqueeze(0).repeat(m, 5, 1, 1, 1)  # (device, choice, B, M, 3)
+    for n in range(m):
+        variants[n, :, :, n, 0] = BIT_CENTRES.unsqueeze(-1)
+    rows = variants.reshape(m * 5 * b, 3 * m)
+    cost = pessimistic_lagrangian(critics, obs.repeat(m * 5, 1), rows, lam, pessimism).reshape(m, 5, b)
+    return cost.argmin(dim=1).T
 
 
 def pessimistic_lagrangian(
@@ -403,7 +437,8 @@ def train_ensemble_learner(
     rng = seeded(args.seed)
     cfg, m = env.config, env.config.selected_devices
     limit = cfg.round_latency_s_limit
-    net = EntityActorCritic(m)
+    hybrid = credit == "critic-ens-bits"
+    net = EntityActorCritic(m, actions=7 if hybrid else 3)
     per_device = not args.round_critic
     critics = [SetCritic(m, per_device) for _ in range(args.ensemble)]
     actor_opt = th.optim.Adam([*net.actor.parameters(), *net.context.parameters()], lr=ACTOR_LR)
@@ -417,9 +452,17 @@ def train_ensemble_learner(
         rows = rng.integers(0, len(train_rounds["obs"]), per_update)
         obs = train_obs[rows]
         with th.no_grad():
-            mean = th.tanh(net(obs)[0])
+            out_actor = net(obs)[0]
+            mean = th.cat(
+                [
+                    device_actions(out_actor[:BATCH], hybrid, sample_bits=True),
+                    device_actions(out_actor[BATCH:], hybrid),
+                ]
+            )
         noise = CRITIC_NOISE * th.randn_like(mean)
         noise[BATCH:] = 0.0  # the last FEEDBACK rounds play the deterministic policy
+        if hybrid:
+            noise[..., 0] = 0.0  # the bit-widths explore by their own sampling
         action = (mean + noise).clamp(-1.0, 1.0).reshape(per_update, -1)
         out = play(env, train_rounds, rows, action.numpy())
         latency = out["latency"] if per_device else out["T"][:, None]
@@ -439,9 +482,21 @@ def train_ensemble_learner(
             if step % 2:
                 continue
             batch = th.as_tensor(rng.integers(0, len(all_obs), 2 * MINIBATCH))
-            if credit == "critic-ens":  # the actor's gradient through the critics
-                act = th.tanh(net(all_obs[batch])[0]).reshape(len(batch), -1)
-                actor_loss = pessimistic_lagrangian(critics, all_obs[batch], act, lam, args.pessimism).mean()
+            if credit in ("critic-ens", "critic-ens-bits"):  # the actor's gradient through the critics
+                out_actor = net(all_obs[batch])[0]
+                act = device_actions(out_actor, hybrid)
+                actor_loss = pessimistic_lagrangian(
+                    critics, all_obs[batch], act.reshape(len(batch), -1), lam, args.pessimism
+                ).mean()
+                if hybrid:  # the bit-width logits learn the critics' per-device best choice
+                    few = slice(0, BITS_ROUNDS)
+                    with th.no_grad():
+                        target_bits = best_bits(
+                            critics, all_obs[batch][few], act[few].detach(), lam, args.pessimism
+                        )
+                    actor_loss = actor_loss + nn.functional.cross_entropy(
+                        out_actor[few, :, :5].reshape(-1, 5), target_bits.reshape(-1)
+                    )
             else:  # CVPO's E- and M-step on the same critics (half the rounds: 32 particles each)
                 actor_loss = estep_mstep_loss(net, critics, all_obs[batch[:MINIBATCH]], lam, args.pessimism)
             actor_opt.zero_grad()
@@ -451,7 +506,9 @@ def train_ensemble_learner(
             with th.no_grad():
                 mean, _ = net(test_obs)
             label = f"{credit}{' (round critic)' if args.round_critic else ''}"
-            report(label, update, lam, env, test_rounds, th.tanh(mean), oracle_mean, per_update)
+            report(
+                label, update, lam, env, test_rounds, device_actions(mean, hybrid), oracle_mean, per_update
+            )
 
 
 def main() -> None:
@@ -459,7 +516,16 @@ def main() -> None:
     parser.add_argument(
         "--credit",
         nargs="+",
-        choices=("team", "local", "hybrid", "critic", "critic-max", "critic-ens", "critic-ens-estep"),
+        choices=(
+            "team",
+            "local",
+            "hybrid",
+            "critic",
+            "critic-max",
+            "critic-ens",
+            "critic-ens-estep",
+            "critic-ens-bits",
+        ),
         default=["team"],
     )
     parser.add_argument(
