@@ -24,7 +24,8 @@ one thing at a time, so that each of three explanations can be tested alone, fas
   fewer actor steps, the multiplier fed by the deterministic policy on fresh rounds counted in the
   samples. ``critic-ens-estep``: the same critics, the actor improved by CVPO's E- and M-step
   (particles re-weighted under a KL bound) instead of the critics' gradient. ``--round-critic``:
-  critics of the round latency alone instead of every device's.
+  critics of the round latency alone instead of every device's. ``critic-ens-bits``: bit-widths as
+  five logits per device, trained to the critics' per-device choice (fails: docs/experiments.md).
 - ``--lambda-lr 0 --lambda-init L``: the latency multiplier held at ``L`` (the CMDP oracle's is ~1.0).
 - ``--samples``: the training budget (the targets' 100k, or more).
 
@@ -36,10 +37,11 @@ the same rounds.
     python benchmarks/sflam_learning_probe.py --credit team local hybrid --seed 0 --samples 100000
     python benchmarks/sflam_learning_probe.py --credit team --lambda-lr 0 --lambda-init 1.0
     python benchmarks/sflam_learning_probe.py --credit critic-max critic
-    python benchmarks/sflam_learning_probe.py --credit critic-ens --seed S  # S = 0, 1, 2
+    python benchmarks/sflam_learning_probe.py --credit critic-ens --seed S  # S = 0, 1, 2, 3, 4
     python benchmarks/sflam_learning_probe.py --credit critic-ens-estep
     python benchmarks/sflam_learning_probe.py --credit critic-ens --round-critic
     python benchmarks/sflam_learning_probe.py --credit critic-ens --ensemble 1
+    python benchmarks/sflam_learning_probe.py --credit critic-ens-bits
 """
 
 from __future__ import annotations
