@@ -434,7 +434,9 @@ def train_ensemble_learner(
     deviations of each log prediction: objective and every device's latency, the round's their max);
     one actor step for every two critic steps, at a third of the critic's rate. The multiplier follows
     the deterministic policy's rounds on ``FEEDBACK`` fresh rounds per update, counted in the samples
-    and stored in the replay like the exploring ones.
+    and stored in the replay like the exploring ones. ``critic-ens-estep`` improves the actor by
+    :func:`estep_mstep_loss` instead; ``critic-ens-bits`` picks bit-widths by logits
+    (:func:`device_actions`, :func:`best_bits`).
     """
     rng = seeded(args.seed)
     cfg, m = env.config, env.config.selected_devices
@@ -548,6 +550,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.samples < BATCH:
         parser.error(f"--samples must be at least {BATCH}, got {args.samples}")
+    if args.ensemble < 1:
+        parser.error(f"--ensemble must be at least 1, got {args.ensemble}")
+    if not args.pessimism >= 0.0:
+        parser.error(f"--pessimism must be >= 0, got {args.pessimism}")
     env = gym.make("edgegen/SFLAM-v0").unwrapped
     assert isinstance(env, SFLAMEnv)
     rounds = env.config.num_rounds
