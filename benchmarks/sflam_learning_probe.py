@@ -47,6 +47,7 @@ the same rounds.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from typing import Any
 
@@ -152,19 +153,24 @@ def seeded(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """What every learner trains and is judged on: the env, its training and test rounds, and the CMDP
+    oracle's mean objective on the test rounds."""
+
+    env: SFLAMEnv
+    train_rounds: dict
+    test_rounds: dict
+    oracle_mean: float
+
+
 def report(
-    label: str,
-    update: int,
-    lam: float,
-    env: SFLAMEnv,
-    test_rounds: dict,
-    action: th.Tensor,
-    oracle_mean: float,
-    per_update: int = BATCH,
+    label: str, update: int, lam: float, problem: Problem, action: th.Tensor, per_update: int = BATCH
 ) -> None:
     """Print the deterministic policy's ``action`` (one row per test round) played on the test rounds."""
-    rows = np.arange(len(test_rounds["obs"]))
-    det = play(env, test_rounds, rows, action.reshape(len(rows), -1).numpy())
+    rows = np.arange(len(problem.test_rounds["obs"]))
+    det = play(problem.env, problem.test_rounds, rows, action.reshape(len(rows), -1).numpy())
+    oracle_mean = problem.oracle_mean
     print(
         f"{label} samples {(update + 1) * per_update} lambda {lam:.2f} | deterministic: T "
         f"{det['T'].mean():.3f} s, E {det['E'].mean():.3f} J, Q {det['Q'].mean():.4f}, objective "
@@ -173,15 +179,9 @@ def report(
     )
 
 
-def train(
-    args: argparse.Namespace,
-    credit: str,
-    env: SFLAMEnv,
-    train_rounds: dict,
-    test_rounds: dict,
-    oracle_mean: float,
-) -> None:
+def train(args: argparse.Namespace, credit: str, problem: Problem) -> None:
     """Train one learner with this credit rule; print the deterministic policy every 20 updates."""
+    env, train_rounds, test_rounds = problem.env, problem.train_rounds, problem.test_rounds
     rng = seeded(args.seed)
     cfg, m = env.config, env.config.selected_devices
     limit = cfg.round_latency_s_limit
@@ -237,7 +237,7 @@ def train(
         if update % 20 == 0 or update == updates - 1:
             with th.no_grad():
                 mean, _ = net(test_obs)
-            report(credit, update, lam, env, test_rounds, mean, oracle_mean)
+            report(credit, update, lam, problem, mean)
 
 
 class SetCritic(nn.Module):
@@ -274,15 +274,9 @@ class SetCritic(nn.Module):
         return th.cat([out, self.device_head(h).squeeze(-1)], dim=-1) if self.per_device else out
 
 
-def train_critic_learner(
-    args: argparse.Namespace,
-    credit: str,
-    env: SFLAMEnv,
-    train_rounds: dict,
-    test_rounds: dict,
-    oracle_mean: float,
-) -> None:
+def train_critic_learner(args: argparse.Namespace, credit: str, problem: Problem) -> None:
     """Deterministic actor through a learnt set critic (DDPG at gamma 0), same samples per update."""
+    env, train_rounds, test_rounds = problem.env, problem.train_rounds, problem.test_rounds
     rng = seeded(args.seed)
     cfg, m = env.config, env.config.selected_devices
     limit = cfg.round_latency_s_limit
@@ -333,7 +327,7 @@ def train_critic_learner(
         if update % 20 == 0 or update == updates - 1:
             with th.no_grad():
                 mean, _ = net(test_obs)
-            report(credit, update, lam, env, test_rounds, th.tanh(mean), oracle_mean)
+            report(credit, update, lam, problem, th.tanh(mean))
 
 
 ACTOR_LR, FEEDBACK = 1e-4, 64
@@ -417,14 +411,7 @@ def estep_mstep_loss(
     )
 
 
-def train_ensemble_learner(
-    args: argparse.Namespace,
-    credit: str,
-    env: SFLAMEnv,
-    train_rounds: dict,
-    test_rounds: dict,
-    oracle_mean: float,
-) -> None:
+def train_ensemble_learner(args: argparse.Namespace, credit: str, problem: Problem) -> None:
     """``critic-ens``: the critic learner with the stabilisers an off-policy Lagrangian agent would ship.
 
     At gamma 0 the critic regresses observed outcomes (no bootstrap, so no target networks); what
@@ -438,6 +425,7 @@ def train_ensemble_learner(
     :func:`estep_mstep_loss` instead; ``critic-ens-bits`` picks bit-widths by logits
     (:func:`device_actions`, :func:`best_bits`).
     """
+    env, train_rounds, test_rounds = problem.env, problem.train_rounds, problem.test_rounds
     rng = seeded(args.seed)
     cfg, m = env.config, env.config.selected_devices
     limit = cfg.round_latency_s_limit
@@ -510,9 +498,7 @@ def train_ensemble_learner(
             with th.no_grad():
                 mean, _ = net(test_obs)
             label = f"{credit}{' (round critic)' if args.round_critic else ''}"
-            report(
-                label, update, lam, env, test_rounds, device_actions(mean, hybrid), oracle_mean, per_update
-            )
+            report(label, update, lam, problem, device_actions(mean, hybrid), per_update)
 
 
 def main() -> None:
@@ -576,13 +562,14 @@ def main() -> None:
         f"oracle objective {oracle_mean:.4f}",
         flush=True,
     )
+    problem = Problem(env, train_rounds, test_rounds, oracle_mean)
     for credit in args.credit:
         if credit.startswith("critic-ens"):
-            train_ensemble_learner(args, credit, env, train_rounds, test_rounds, oracle_mean)
+            train_ensemble_learner(args, credit, problem)
         elif credit.startswith("critic"):
-            train_critic_learner(args, credit, env, train_rounds, test_rounds, oracle_mean)
+            train_critic_learner(args, credit, problem)
         else:
-            train(args, credit, env, train_rounds, test_rounds, oracle_mean)
+            train(args, credit, problem)
 
 
 if __name__ == "__main__":
