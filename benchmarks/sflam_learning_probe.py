@@ -24,8 +24,10 @@ one thing at a time, so that each of three explanations can be tested alone, fas
   fewer actor steps, the multiplier fed by the deterministic policy on fresh rounds counted in the
   samples. ``critic-ens-estep``: the same critics, the actor improved by CVPO's E- and M-step
   (particles re-weighted under a KL bound) instead of the critics' gradient. ``--round-critic``:
-  critics of the round latency alone instead of every device's. ``critic-ens-bits``: bit-widths as
-  five logits per device, trained to the critics' per-device choice (fails: docs/experiments.md).
+  critics of the round latency alone instead of every device's. ``critic-ens-bits`` /
+  ``critic-ens-joint``: bit-widths as five logits per device, trained to the critics' choice per
+  device / for the round's devices jointly; both stall at 16-32 bits, a fault not yet found
+  (docs/experiments.md).
 - ``--lambda-lr 0 --lambda-init L``: the latency multiplier held at ``L`` (the CMDP oracle's is ~1.0).
 - ``--samples``: the training budget (the targets' 100k, or more).
 
@@ -42,6 +44,7 @@ the same rounds.
     python benchmarks/sflam_learning_probe.py --credit critic-ens --round-critic
     python benchmarks/sflam_learning_probe.py --credit critic-ens --ensemble 1
     python benchmarks/sflam_learning_probe.py --credit critic-ens-bits
+    python benchmarks/sflam_learning_probe.py --credit critic-ens-joint
 """
 
 from __future__ import annotations
@@ -370,6 +373,30 @@ def best_bits(
     return cost.argmin(dim=1).T
 
 
+JOINT_CANDIDATES, JOINT_MOVE = 32, 0.3  # critic-ens-joint: bit-width vectors per round, share moved
+
+
+def best_joint_bits(
+    critics: list[SetCritic], obs: th.Tensor, action: th.Tensor, lam: float, pessimism: float
+) -> th.Tensor:
+    """``(B, M)``: the round's bit-widths, searched jointly: the actor's current ones and
+    ``JOINT_CANDIDATES - 1`` neighbours (each device moved one bit-width up or down with probability
+    ``JOINT_MOVE``), scored by the critics' pessimistic Lagrangian with the rest of the action held."""
+    b, m = action.shape[0], action.shape[1]
+    current = ((action[..., 0] + 1.0) * 2.5).floor().long().clamp(0, 4)  # the bins of the centres played
+    candidates = current.unsqueeze(0).repeat(JOINT_CANDIDATES, 1, 1)  # (candidate, B, M)
+    step = th.randint(0, 2, candidates.shape) * 2 - 1
+    moved = (candidates + step).clamp(0, 4)
+    candidates = th.where(th.rand(candidates.shape) < JOINT_MOVE, moved, candidates)
+    candidates[0] = current
+    variants = action.unsqueeze(0).repeat(JOINT_CANDIDATES, 1, 1, 1)
+    variants[..., 0] = BIT_CENTRES[candidates]
+    rows = variants.reshape(JOINT_CANDIDATES * b, 3 * m)
+    cost = pessimistic_lagrangian(critics, obs.repeat(JOINT_CANDIDATES, 1), rows, lam, pessimism)
+    best = cost.reshape(JOINT_CANDIDATES, b).argmin(dim=0)
+    return candidates[best, th.arange(b)]
+
+
 def pessimistic_lagrangian(
     critics: list[SetCritic], obs: th.Tensor, action: th.Tensor, lam: float, pessimism: float
 ) -> th.Tensor:
@@ -429,7 +456,7 @@ def train_ensemble_learner(args: argparse.Namespace, credit: str, problem: Probl
     rng = seeded(args.seed)
     cfg, m = env.config, env.config.selected_devices
     limit = cfg.round_latency_s_limit
-    hybrid = credit == "critic-ens-bits"
+    hybrid = credit in ("critic-ens-bits", "critic-ens-joint")
     net = EntityActorCritic(m, actions=7 if hybrid else 3)
     per_device = not args.round_critic
     critics = [SetCritic(m, per_device) for _ in range(args.ensemble)]
@@ -474,7 +501,7 @@ def train_ensemble_learner(args: argparse.Namespace, credit: str, problem: Probl
             if step % 2:
                 continue
             batch = th.as_tensor(rng.integers(0, len(all_obs), 2 * MINIBATCH))
-            if credit in ("critic-ens", "critic-ens-bits"):  # the actor's gradient through the critics
+            if credit != "critic-ens-estep":  # the actor's gradient through the critics
                 out_actor = net(all_obs[batch])[0]
                 act = device_actions(out_actor, hybrid)
                 actor_loss = pessimistic_lagrangian(
@@ -482,8 +509,9 @@ def train_ensemble_learner(args: argparse.Namespace, credit: str, problem: Probl
                 ).mean()
                 if hybrid:  # the bit-width logits learn the critics' per-device best choice
                     few = slice(0, BITS_ROUNDS)
+                    search = best_joint_bits if credit == "critic-ens-joint" else best_bits
                     with th.no_grad():
-                        target_bits = best_bits(
+                        target_bits = search(
                             critics, all_obs[batch][few], act[few].detach(), lam, args.pessimism
                         )
                     actor_loss = actor_loss + nn.functional.cross_entropy(
@@ -515,6 +543,7 @@ def main() -> None:
             "critic-ens",
             "critic-ens-estep",
             "critic-ens-bits",
+            "critic-ens-joint",
         ),
         default=["team"],
     )
