@@ -26,8 +26,7 @@ one thing at a time, so that each of three explanations can be tested alone, fas
   (particles re-weighted under a KL bound) instead of the critics' gradient. ``--round-critic``:
   critics of the round latency alone instead of every device's. ``critic-ens-bits`` /
   ``critic-ens-joint``: bit-widths as five logits per device, trained to the critics' choice per
-  device / for the round's devices jointly; both stall at 16-32 bits, a fault not yet found
-  (docs/experiments.md).
+  device / for the round's devices jointly (docs/experiments.md).
 - ``--lambda-lr 0 --lambda-init L``: the latency multiplier held at ``L`` (the CMDP oracle's is ~1.0).
 - ``--samples``: the training budget (the targets' 100k, or more).
 
@@ -379,9 +378,10 @@ JOINT_CANDIDATES, JOINT_MOVE = 32, 0.3  # critic-ens-joint: bit-width vectors pe
 def best_joint_bits(
     critics: list[SetCritic], obs: th.Tensor, action: th.Tensor, lam: float, pessimism: float
 ) -> th.Tensor:
-    """``(B, M)``: the round's bit-widths, searched jointly: the actor's current ones and
-    ``JOINT_CANDIDATES - 1`` neighbours (each device moved one bit-width up or down with probability
-    ``JOINT_MOVE``), scored by the critics' pessimistic Lagrangian with the rest of the action held."""
+    """``(B, M)``: the round's bit-widths, searched jointly: the actor's current ones, all of them one
+    bit-width down, all one up, and random neighbours (each device moved one bit-width up or down with
+    probability ``JOINT_MOVE``), ``JOINT_CANDIDATES`` in all, scored by the critics' pessimistic
+    Lagrangian with the rest of the action held."""
     b, m = action.shape[0], action.shape[1]
     current = ((action[..., 0] + 1.0) * 2.5).floor().long().clamp(0, 4)  # the bins of the centres played
     candidates = current.unsqueeze(0).repeat(JOINT_CANDIDATES, 1, 1)  # (candidate, B, M)
@@ -389,6 +389,8 @@ def best_joint_bits(
     moved = (candidates + step).clamp(0, 4)
     candidates = th.where(th.rand(candidates.shape) < JOINT_MOVE, moved, candidates)
     candidates[0] = current
+    candidates[1] = (current - 1).clamp(0, 4)  # every device one bit-width down: the round's latency is
+    candidates[2] = (current + 1).clamp(0, 4)  # its slowest device's, so only a common move may pay
     variants = action.unsqueeze(0).repeat(JOINT_CANDIDATES, 1, 1, 1)
     variants[..., 0] = BIT_CENTRES[candidates]
     rows = variants.reshape(JOINT_CANDIDATES * b, 3 * m)
