@@ -332,13 +332,13 @@ def train_critic_learner(args: argparse.Namespace, credit: str, problem: Problem
             report(credit, update, lam, problem, th.tanh(mean))
 
 
-ACTOR_LR, FEEDBACK = 1e-4, 64
-
-
-PARTICLES, KL_EPSILON = 32, 0.1
-BIT_CENTRES = th.tensor([-0.8, -0.4, 0.0, 0.4, 0.8])  # the action at the middle of each bit-width's bin
-BITS_ROUNDS = 64  # critic-ens-bits: rounds per actor step whose bit-widths are searched
-BITS_EPSILON = 0.2  # critic-ens-bits: share of exploring devices whose bit-width is drawn uniformly
+ACTOR_LR, FEEDBACK = 1e-4, 64  # critic-ens*: the actor's rate, deterministic rounds per update
+PARTICLES, KL_EPSILON = 32, 0.1  # critic-ens-estep
+# critic-ens-bits / -joint: the action at the middle of each bit-width's bin (SFLAMEnv.physical_to_action),
+# rounds per actor step whose bit-widths are searched, share of exploring devices drawn uniformly
+BIT_CENTRES = th.tensor([-0.8, -0.4, 0.0, 0.4, 0.8])
+BITS_ROUNDS, BITS_EPSILON = 64, 0.2
+JOINT_CANDIDATES, JOINT_MOVE = 32, 0.3  # critic-ens-joint: bit-width vectors per round, share moved
 
 
 def device_actions(out: th.Tensor, hybrid: bool, sample_bits: bool = False) -> th.Tensor:
@@ -370,9 +370,6 @@ def best_bits(
     rows = variants.reshape(m * 5 * b, 3 * m)
     cost = pessimistic_lagrangian(critics, obs.repeat(m * 5, 1), rows, lam, pessimism).reshape(m, 5, b)
     return cost.argmin(dim=1).T
-
-
-JOINT_CANDIDATES, JOINT_MOVE = 32, 0.3  # critic-ens-joint: bit-width vectors per round, share moved
 
 
 def best_joint_bits(
@@ -451,8 +448,8 @@ def train_ensemble_learner(args: argparse.Namespace, credit: str, problem: Probl
     one actor step for every two critic steps, at a third of the critic's rate. The multiplier follows
     the deterministic policy's rounds on ``FEEDBACK`` fresh rounds per update, counted in the samples
     and stored in the replay like the exploring ones. ``critic-ens-estep`` improves the actor by
-    :func:`estep_mstep_loss` instead; ``critic-ens-bits`` picks bit-widths by logits
-    (:func:`device_actions`, :func:`best_bits`).
+    :func:`estep_mstep_loss` instead; ``critic-ens-bits`` / ``critic-ens-joint`` pick bit-widths by
+    logits (:func:`device_actions`) trained to :func:`best_bits` / :func:`best_joint_bits`.
     """
     env, train_rounds, test_rounds = problem.env, problem.train_rounds, problem.test_rounds
     rng = seeded(args.seed)
