@@ -27,6 +27,9 @@ one thing at a time, so that each of three explanations can be tested alone, fas
   critics of the round latency alone instead of every device's. ``critic-ens-bits`` /
   ``critic-ens-joint``: bit-widths as five logits per device, trained to the critics' choice per
   device / for the round's devices jointly (docs/experiments.md).
+- ``--log-actions RATE``: the PPO learners' bandwidth weights and powers on a log scale
+  (``u = min(1, exp(RATE a) / 2)``), in case the linear scale wastes the Gaussian's resolution on
+  large powers (sixteenth session: it does not help, docs/experiments.md).
 - ``--lambda-lr 0 --lambda-init L``: the latency multiplier held at ``L`` (the CMDP oracle's is ~1.0).
 - ``--samples``: the training budget (the targets' 100k, or more).
 
@@ -37,6 +40,7 @@ the same rounds.
 
     python benchmarks/sflam_learning_probe.py --credit team local hybrid --seed 0 --samples 100000
     python benchmarks/sflam_learning_probe.py --credit team --lambda-lr 0 --lambda-init 1.0
+    python benchmarks/sflam_learning_probe.py --credit team --log-actions 2  # or 3
     python benchmarks/sflam_learning_probe.py --credit critic-max critic
     python benchmarks/sflam_learning_probe.py --credit critic-ens --seed S  # S = 0, 1, 2, 3, 4
     python benchmarks/sflam_learning_probe.py --credit critic-ens-estep
@@ -82,10 +86,27 @@ def draw_rounds(env: SFLAMEnv, episodes: range) -> dict[str, np.ndarray]:
     return {"obs": np.concatenate(obs), "gain": np.concatenate(gain), "fixed": np.concatenate(fixed)}
 
 
+def log_scaled(action: np.ndarray, rate: float) -> np.ndarray:
+    """The env's action for a learner whose bandwidth-weight and power outputs are on a log scale.
+
+    The learner's ``a`` in [-1, 1] means ``u = min(1, exp(rate a) / 2)`` for those two values (``a = 0``
+    still means half, as on the env's linear scale), the bit-width output stays linear.
+    """
+    a = np.clip(action, -1.0, 1.0).astype(np.float64).reshape(*action.shape[:-1], -1, 3)
+    out = a.copy()
+    out[..., 1:] = 2.0 * np.minimum(1.0, 0.5 * np.exp(rate * a[..., 1:])) - 1.0
+    return out.reshape(action.shape)
+
+
 def play(
-    env: SFLAMEnv, rounds: dict[str, np.ndarray], rows: np.ndarray, action: np.ndarray
+    env: SFLAMEnv, rounds: dict[str, np.ndarray], rows: np.ndarray, action: np.ndarray, log_rate: float = 0.0
 ) -> dict[str, Any]:
-    """The env's round model on a batch of rounds; per device also its energy and quantization terms."""
+    """The env's round model on a batch of rounds; per device also its energy and quantization terms.
+
+    ``log_rate > 0``: the action's bandwidth weights and powers are on ``log_scaled``'s scale.
+    """
+    if log_rate > 0.0:
+        action = log_scaled(action, log_rate)
     u = (np.clip(action, -1.0, 1.0).astype(np.float64) + 1.0) * env._action_scale
     index, share, power = env.decisions_from_unit(u)
     tables = env._tables
@@ -167,11 +188,17 @@ class Problem:
 
 
 def report(
-    label: str, update: int, lam: float, problem: Problem, action: th.Tensor, per_update: int = BATCH
+    label: str,
+    update: int,
+    lam: float,
+    problem: Problem,
+    action: th.Tensor,
+    per_update: int = BATCH,
+    log_rate: float = 0.0,
 ) -> None:
     """Print the deterministic policy's ``action`` (one row per test round) played on the test rounds."""
     rows = np.arange(len(problem.test_rounds["obs"]))
-    det = play(problem.env, problem.test_rounds, rows, action.reshape(len(rows), -1).numpy())
+    det = play(problem.env, problem.test_rounds, rows, action.reshape(len(rows), -1).numpy(), log_rate)
     oracle_mean = problem.oracle_mean
     print(
         f"{label} samples {(update + 1) * per_update} lambda {lam:.2f} | deterministic: T "
@@ -201,7 +228,7 @@ def train(args: argparse.Namespace, credit: str, problem: Problem) -> None:
             dist = th.distributions.Normal(mean, net.log_std.exp())
             action = dist.sample()
             old_log_prob = dist.log_prob(action)  # (B, M, 3)
-        out = play(env, train_rounds, rows, action.reshape(BATCH, -1).numpy())
+        out = play(env, train_rounds, rows, action.reshape(BATCH, -1).numpy(), args.log_actions)
         # the multiplier follows the sampled (stochastic) rounds, as PPO-Lag's gradient rule does
         lam = max(0.0, lam + args.lambda_lr * (float(out["T"].mean()) / limit - 1.0))
         if credit == "team":  # the round's reward and cost, a 1/M share per device (they sum back)
@@ -239,7 +266,7 @@ def train(args: argparse.Namespace, credit: str, problem: Problem) -> None:
         if update % 20 == 0 or update == updates - 1:
             with th.no_grad():
                 mean, _ = net(test_obs)
-            report(credit, update, lam, problem, mean)
+            report(credit, update, lam, problem, mean, log_rate=args.log_actions)
 
 
 class SetCritic(nn.Module):
@@ -561,7 +588,16 @@ def main() -> None:
         action="store_true",
         help="critic-ens*: critics of the round's latency alone, not of every device's (whose max it is)",
     )
+    parser.add_argument(
+        "--log-actions",
+        type=float,
+        default=0.0,
+        metavar="RATE",
+        help="team / local / hybrid: bandwidth weights, powers on a log scale, u = min(1, exp(RATE a) / 2)",
+    )
     args = parser.parse_args()
+    if not args.log_actions >= 0.0:
+        parser.error(f"--log-actions must be >= 0, got {args.log_actions}")
     if args.samples < BATCH:
         parser.error(f"--samples must be at least {BATCH}, got {args.samples}")
     if args.ensemble < 1:
