@@ -396,7 +396,13 @@ def _load_sb3_weights_only(checkpoint: Path, config: dict[str, Any]) -> BaseAlgo
     if wrapper is not None:  # the layout and cost spec the agent saw
         env = wrapper(env)
     elif algo_cls in (PPOLagrangian, CVPO):
-        settings = {**settings, "cost_limits": list(config["cost_limits_in_force"].values())}
+        # suite jobs before the sixteenth session recorded only the overrides of the env's limits
+        spec = get_cost_spec(env)
+        overrides = config.get("cost_limits", {})
+        in_force = config.get("cost_limits_in_force") or {
+            name: overrides.get(name, limit) for name, limit in zip(spec.names, spec.limits, strict=True)
+        }
+        settings = {**settings, "cost_limits": list(in_force.values())}
     model = algo_cls("MlpPolicy", env, seed=config.get("seed", 0), verbose=0, device="cpu", **settings)
     try:
         model.policy.load_state_dict(state)

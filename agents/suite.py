@@ -300,11 +300,17 @@ def run_job(
             algo_kwargs=job.get("algo_kwargs", {}), n_envs=args.n_envs, progress_bar=False,
             logdir=str(folder),
         )  # fmt: skip
-        model, _, merged, sources = ta.build_model(train_args)
+        model, spec, merged, sources = ta.build_model(train_args)
         callback = _curve_callback(args.report_every, report)
         model.learn(steps, callback=callback)
         model.save(folder / "model.zip")
-        config = {**asdict(train_args), "algo_settings": merged, "algo_settings_source": sources}
+        # the same record as `edgegen-train train` writes, so that `edgegen-train evaluate` loads it
+        config = {
+            **asdict(train_args),
+            "cost_limits_in_force": dict(zip(spec.names, spec.limits, strict=True)),
+            "algo_settings": merged,
+            "algo_settings_source": sources,
+        }
         (folder / "config.json").write_text(json.dumps(config, indent=2))
         out.update(
             timesteps=int(model.num_timesteps),

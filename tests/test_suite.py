@@ -17,6 +17,7 @@ import gymnasium as gym
 import pytest
 
 import edgegen  # noqa: F401  (registers the edgegen ids)
+from edgegen import train_agent as ta
 from edgegen.agents import OraclePolicy, PPOLagrangian, evaluate_policy_with_cost
 from edgegen.agents.protocol import EVAL_SEED, gap_and_interval
 from edgegen.agents.suite import SuiteArgs, run_suite
@@ -60,6 +61,15 @@ def test_tiny_suite_on_local_ray_scores_writes_and_resumes(tmp_path, capsys):
     cost = by["ppo-lag"]["costs"]["deadline_miss_fraction"]
     assert cost["mean"] == pytest.approx(miss.mean(), rel=1e-12) and cost["limit"] == 0.05
     assert by["ppo-lag"]["timesteps"] == 512  # one PPO rollout (n_steps 512 in the recipe) covers 256
+    # `edgegen-train evaluate` loads a suite job's checkpoint (its config.json records the limits in
+    # force) and scores the same episodes the same way
+    job = out / "jobs" / "FedDiffusion-v0__ppo-lag__100"
+    assert json.loads((job / "config.json").read_text())["cost_limits_in_force"] == {
+        "deadline_miss_fraction": 0.05
+    }
+    evaluated = ta.evaluate(job / "model.zip", 3, EVAL_SEED)["policies"]["ppo-lag"]
+    assert evaluated["episode_lengths"] == agent.lengths.tolist()
+    assert [c[0] for c in evaluated["episode_costs"]] == pytest.approx(agent.costs[:, 0], rel=1e-9, abs=1e-12)
 
     # Tune saw metrics during training, not only at the end
     reports = [

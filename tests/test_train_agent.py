@@ -354,6 +354,21 @@ def test_weights_only_load_reproduces_the_policy(run_dir):
     )
 
 
+def test_load_model_reads_configs_that_record_only_the_overridden_limits(run_dir, tmp_path):
+    # suite jobs before the sixteenth session wrote `cost_limits` (the overrides) without
+    # `cost_limits_in_force`; the limits in force are the env's with those overrides applied
+    import shutil
+
+    copy = tmp_path / "old_suite_job"
+    shutil.copytree(run_dir, copy)
+    config = json.loads((copy / "config.json").read_text())
+    del config["cost_limits_in_force"]
+    for overrides, limits in (({"deadline_miss_fraction": 0.1}, (0.1,)), ({}, (0.05,))):
+        (copy / "config.json").write_text(json.dumps({**config, "cost_limits": overrides}))
+        model, _ = train_agent.load_model(copy / "model.zip")
+        assert model.cost_spec.limits == limits
+
+
 def _interrupt_a_run(tmp_path: Path, algo: str, sig: int) -> tuple[Path, int, str]:
     """Start a long run in a subprocess, send ``sig`` once it trains, return (run folder, steps, stderr)."""
     import signal  # noqa: F401  (the caller passes signal.SIGINT / SIGTERM)
