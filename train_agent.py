@@ -396,13 +396,12 @@ def _load_sb3_weights_only(checkpoint: Path, config: dict[str, Any]) -> BaseAlgo
     if wrapper is not None:  # the layout and cost spec the agent saw
         env = wrapper(env)
     elif algo_cls in (PPOLagrangian, CVPO):
-        # suite jobs before the sixteenth session recorded only the overrides of the env's limits
-        spec = get_cost_spec(env)
-        overrides = config.get("cost_limits", {})
-        in_force = config.get("cost_limits_in_force") or {
-            name: overrides.get(name, limit) for name, limit in zip(spec.names, spec.limits, strict=True)
-        }
-        settings = {**settings, "cost_limits": list(in_force.values())}
+        if "cost_limits_in_force" in config:
+            limits = list(config["cost_limits_in_force"].values())
+        else:  # suite jobs before the sixteenth session recorded only the overrides of the env's limits
+            spec, overrides = get_cost_spec(env), config.get("cost_limits", {})
+            limits = [overrides.get(name, limit) for name, limit in zip(spec.names, spec.limits, strict=True)]
+        settings = {**settings, "cost_limits": limits}
     model = algo_cls("MlpPolicy", env, seed=config.get("seed", 0), verbose=0, device="cpu", **settings)
     try:
         model.policy.load_state_dict(state)
@@ -566,6 +565,22 @@ def build_model(args: TrainArgs) -> tuple[Any, CostSpec, dict[str, Any], dict[st
     return model, spec, merged, sources
 
 
+def run_config(
+    args: TrainArgs, spec: CostSpec, merged: dict[str, Any], sources: dict[str, str]
+) -> dict[str, Any]:
+    """A run's ``config.json`` record, as ``train`` and the suite's jobs write it.
+
+    Its arguments, the cost limits in force and the merged settings with their sources: what
+    :func:`load_model` rebuilds the model from.
+    """
+    return {
+        **asdict(args),
+        "cost_limits_in_force": dict(zip(spec.names, spec.limits, strict=True)),
+        "algo_settings": merged,
+        "algo_settings_source": sources,
+    }
+
+
 def train(args: TrainArgs) -> RunResult:
     """Train one agent, save it with its config, evaluate it against the oracle and random.
 
@@ -585,13 +600,7 @@ def train(args: TrainArgs) -> RunResult:
     run_name = f"{args.env.split('/')[-1]}__{args.algo}__{args.seed}__{int(time.time())}"
     run_dir = _unique_run_dir(Path(args.logdir), run_name)
     model.tensorboard_log = str(run_dir)
-    config = {
-        **asdict(args),
-        "cost_limits_in_force": dict(zip(spec.names, spec.limits, strict=True)),
-        "algo_settings": merged,
-        "algo_settings_source": sources,
-        "versions": _versions(),
-    }
+    config = {**run_config(args, spec, merged, sources), "versions": _versions()}
     (run_dir / "config.json").write_text(json.dumps(config, indent=2))
 
     steps = DEFAULT_TIMESTEPS if args.timesteps is None else args.timesteps

@@ -305,12 +305,7 @@ def run_job(
         model.learn(steps, callback=callback)
         model.save(folder / "model.zip")
         # the same record as `edgegen-train train` writes, so that `edgegen-train evaluate` loads it
-        config = {
-            **asdict(train_args),
-            "cost_limits_in_force": dict(zip(spec.names, spec.limits, strict=True)),
-            "algo_settings": merged,
-            "algo_settings_source": sources,
-        }
+        config = ta.run_config(train_args, spec, merged, sources)
         (folder / "config.json").write_text(json.dumps(config, indent=2))
         out.update(
             timesteps=int(model.num_timesteps),
