@@ -20,21 +20,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-from scipy import stats
-
 import edgegen  # noqa: F401  (registers the edgegen ids)
 from edgegen import train_agent as ta
 from edgegen.agents import evaluate_policy_with_cost
-from edgegen.agents.protocol import FEASIBILITY_TOLERANCE, TUNING_EVAL_SEED
+from edgegen.agents.protocol import TUNING_EVAL_SEED, cost_checks
 
 BLOCK = 20  # the protocol's evaluation episodes
-
-
-def upper_end(values: np.ndarray) -> float:
-    """Upper end of the 95 % t-interval of the mean of ``values`` (the protocol's rule)."""
-    n = len(values)
-    return float(values.mean() + stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / np.sqrt(n))
 
 
 def main() -> None:
@@ -53,23 +44,25 @@ def main() -> None:
     for run in args.runs:
         checkpoint = run / "model.zip" if run.is_dir() else run
         model, config = ta.load_model(checkpoint)
-        env = ta.make_env(config["env"], config["env_kwargs"])
         if config["env"] != "edgegen/SFLAM-v0":
             raise SystemExit(f"{checkpoint} was trained on {config['env']}, not edgegen/SFLAM-v0")
+        env = ta.make_env(config["env"], config["env_kwargs"])
         result = evaluate_policy_with_cost(
             model, env, n_episodes=args.episodes, seed=args.seed, metric_keys=("objective",)
         )
-        latency = result.cost_per_step[:, 0]
+        spec = result.cost_spec
         objective = result.metrics["objective"] / result.lengths
-        bar = result.cost_spec.limits[0] * (1.0 + FEASIBILITY_TOLERANCE)
-        blocks = latency.reshape(-1, BLOCK)
-        passes = [upper_end(block) <= bar for block in blocks]
-        cells = " ".join(
-            f"{block.mean():.3f} ({'ok' if ok else 'X'})" for block, ok in zip(blocks, passes, strict=True)
-        )
+        # the protocol's own rule (agents/protocol.py), on all the episodes and on each block
+        overall = cost_checks(result.cost_per_step, spec.names, spec.limits)[spec.names[0]]
+        blocks = [
+            cost_checks(result.cost_per_step[lo : lo + BLOCK], spec.names, spec.limits)[spec.names[0]]
+            for lo in range(0, args.episodes, BLOCK)
+        ]
+        passes = sum(block["feasible"] for block in blocks)
+        cells = " ".join(f"{b['mean']:.3f} ({'ok' if b['feasible'] else 'X'})" for b in blocks)
         print(
-            f"{run}: T {latency.mean():.3f} s (upper {upper_end(latency):.3f}), objective "
-            f"{objective.mean():.4f} | {cells} | {sum(passes)}/{len(passes)} blocks pass"
+            f"{run}: T {overall['mean']:.3f} s (upper {overall['ci_high']:.3f}), objective "
+            f"{objective.mean():.4f} | {cells} | {passes}/{len(blocks)} blocks pass"
         )
 
 
